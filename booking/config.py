@@ -1,0 +1,66 @@
+"""Settings from the environment (twelve-factor). Read once per process, on first use."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    redis_url: str | None
+    port: int
+    home: Path
+    bootstrap_admin_key: str | None
+    decide_batch_size: int
+    lease_ttl_ms: int
+    redrive_interval_s: float
+    redrive_after_s: float
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings(
+        database_url=os.environ.get("DATABASE_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        port=_env_int("PORT", 8000),
+        home=Path(os.environ.get("BOOKING_HOME") or "./.booking").resolve(),
+        bootstrap_admin_key=os.environ.get("BOOKING_BOOTSTRAP_ADMIN_KEY") or None,
+        decide_batch_size=_env_int("BOOKING_DECIDE_BATCH_SIZE", 200),
+        lease_ttl_ms=_env_int("BOOKING_LEASE_TTL_MS", 10_000),
+        redrive_interval_s=_env_float("BOOKING_REDRIVE_INTERVAL", 1.0),
+        redrive_after_s=_env_float("BOOKING_REDRIVE_AFTER", 2.0),
+    )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Map the usual postgres:// and postgresql:// forms to the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def require_database_url() -> str:
+    url = get_settings().database_url
+    if not url:
+        raise RuntimeError("DATABASE_URL is not set (run through `booking up` or set it)")
+    return url
+
+
+def require_redis_url() -> str:
+    url = get_settings().redis_url
+    if not url:
+        raise RuntimeError("REDIS_URL is not set (run through `booking up` or set it)")
+    return url

@@ -1,0 +1,112 @@
+"""Typed SQLAlchemy 2.x models. The schema itself is created only by the Alembic
+migrations in `migrations/`; these classes describe it for queries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Identity, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, Range
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import DateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSONB}
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    webhook_secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    revoked_at: Mapped[datetime | None]
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64))
+    slot_minutes: Mapped[int] = mapped_column(Integer)
+    weekly_schedule: Mapped[dict[str, Any]]
+    min_notice_minutes: Mapped[int] = mapped_column(Integer)
+    max_advance_days: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    time_off: Mapped[list[TimeOff]] = relationship(back_populates="provider")
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class TimeOff(Base):
+    __tablename__ = "time_off"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id"))
+    period: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    provider: Mapped[Provider] = relationship(back_populates="time_off")
+
+
+class Booking(Base):
+    __tablename__ = "bookings"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id"))
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"))
+    customer_id: Mapped[str] = mapped_column(String(255))
+    period: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
+    status: Mapped[str] = mapped_column(String(16))
+    cancel_reason: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    provider: Mapped[Provider] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class BookingRequest(Base):
+    __tablename__ = "booking_requests"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id"))
+    booking_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bookings.id"))
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    start: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(String(255))
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    reason_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    decided_at: Mapped[datetime | None]
+
+    provider: Mapped[Provider] = relationship()
+    booking: Mapped[Booking | None] = relationship()
