@@ -1,0 +1,244 @@
+"""Pure calendar rules: weekly hours in a provider's zone, the slot grid, and the
+checks a requested start must pass. Plain values in, plain values out; no Flask,
+no SQLAlchemy.
+
+The grid is wall-clock: slots start at the interval's local start plus multiples of
+`slot_minutes`, so a DST change never shifts a provider's 09:00, 09:30, ... grid.
+On transition days, a local start time that does not exist is skipped; one that
+happens twice yields two slots (one per instant); every slot lasts exactly
+`slot_minutes` of real time and ends inside the working interval.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MINUTES_PER_DAY = 24 * 60
+_HH_MM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+
+
+@dataclass(frozen=True, order=True)
+class Interval:
+    """A half-open span of real time, [start, end), in aware datetimes."""
+
+    start: datetime
+    end: datetime
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.start < other.end and other.start < self.end
+
+    def contains(self, instant: datetime) -> bool:
+        return self.start <= instant < self.end
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """One weekday interval as minutes of the local day, end exclusive (1440 = 24:00)."""
+
+    start_minute: int
+    end_minute: int
+
+
+@dataclass(frozen=True)
+class CalendarRules:
+    timezone: ZoneInfo
+    slot_minutes: int
+    weekly_hours: Mapping[str, Sequence[WorkingHours]]
+    min_notice: timedelta = timedelta(0)
+    max_advance: timedelta = timedelta(days=365)
+
+    @property
+    def slot_length(self) -> timedelta:
+        return timedelta(minutes=self.slot_minutes)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: str
+    message: str
+
+
+class ScheduleError(ValueError):
+    """A weekly schedule is malformed. `errors` maps a day to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def parse_minute(text: str) -> int:
+    """'HH:MM' (00:00 to 24:00) as minutes since local midnight."""
+    match = _HH_MM.match(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(f"{text!r} is not a time of day as HH:MM")
+    minute = int(match.group(1)) * 60 + int(match.group(2))
+    if minute > MINUTES_PER_DAY:
+        raise ValueError(f"{text!r} is past 24:00")
+    return minute
+
+
+def parse_weekly_schedule(raw: Mapping[str, object]) -> dict[str, list[WorkingHours]]:
+    """Validate `{"monday": [{"start": "09:00", "end": "12:00"}, ...], ...}`: known
+    lower-case day names, HH:MM times, start < end, intervals not overlapping."""
+    if not isinstance(raw, Mapping):
+        raise ScheduleError({"_schema": ["must be an object keyed by day name"]})
+    errors: dict[str, list[str]] = {}
+    parsed: dict[str, list[WorkingHours]] = {}
+    for day, intervals in raw.items():
+        try:
+            parsed[day] = _parse_day(day, intervals)
+        except ValueError as error:
+            errors[str(day)] = [str(error)]
+    if errors:
+        raise ScheduleError(errors)
+    return parsed
+
+
+def _parse_day(day: object, intervals: object) -> list[WorkingHours]:
+    if day not in WEEKDAYS:
+        raise ValueError(f"unknown day; use one of {', '.join(WEEKDAYS)}")
+    if not isinstance(intervals, list):
+        raise ValueError("must be a list of {start, end} intervals")
+    hours = []
+    for interval in intervals:
+        if not isinstance(interval, Mapping) or set(interval) != {"start", "end"}:
+            raise ValueError('each interval must be {"start": "HH:MM", "end": "HH:MM"}')
+        start, end = parse_minute(interval["start"]), parse_minute(interval["end"])
+        if start >= end:
+            raise ValueError(f"interval {interval['start']}-{interval['end']}: start must be before end")
+        hours.append(WorkingHours(start, end))
+    hours.sort(key=lambda h: h.start_minute)
+    for earlier, later in zip(hours, hours[1:], strict=False):
+        if later.start_minute < earlier.end_minute:
+            raise ValueError("intervals overlap")
+    return hours
+
+
+def wall_instants(local: datetime, zone: ZoneInfo) -> list[datetime]:
+    """The UTC instants at which a naive local wall time happens in `zone`:
+    none (skipped by spring-forward), one, or two (repeated by fall-back)."""
+    instants: list[datetime] = []
+    for fold in (0, 1):
+        instant = local.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+        if instant.astimezone(zone).replace(tzinfo=None) == local and instant not in instants:
+            instants.append(instant)
+    return sorted(instants)
+
+
+def _local_wall_time(day: date, minute: int) -> datetime:
+    return datetime.combine(day, time()) + timedelta(minutes=minute)
+
+
+def _earliest_instant_at_or_after(day: date, minute: int, zone: ZoneInfo) -> datetime:
+    # A bound inside a spring-forward gap snaps to the first wall minute that exists.
+    for shift in range(0, 24 * 60):
+        instants = wall_instants(_local_wall_time(day, minute + shift), zone)
+        if instants:
+            return instants[0]
+    raise AssertionError("no existing local time within a day")
+
+
+def _latest_instant_at(day: date, minute: int, zone: ZoneInfo) -> datetime:
+    instants = wall_instants(_local_wall_time(day, minute), zone)
+    return instants[-1] if instants else _earliest_instant_at_or_after(day, minute, zone)
+
+
+def working_windows(rules: CalendarRules, day: date) -> list[Interval]:
+    """The real-time spans of a local date's working intervals."""
+    zone = rules.timezone
+    return [
+        Interval(_earliest_instant_at_or_after(day, hours.start_minute, zone),
+                 _latest_instant_at(day, hours.end_minute, zone))
+        for hours in rules.weekly_hours.get(WEEKDAYS[day.weekday()], ())
+    ]
+
+
+def day_slots(rules: CalendarRules, day: date) -> list[Interval]:
+    """Every slot of a local date on the grid, booked or not, in time order."""
+    slots: list[Interval] = []
+    for hours, window in zip(rules.weekly_hours.get(WEEKDAYS[day.weekday()], ()),
+                             working_windows(rules, day), strict=True):
+        candidates = sorted(
+            instant
+            for minute in range(hours.start_minute, hours.end_minute, rules.slot_minutes)
+            for instant in wall_instants(_local_wall_time(day, minute), rules.timezone)
+        )
+        last_end = window.start
+        for start in candidates:
+            end = start + rules.slot_length
+            if start >= last_end and end <= window.end:
+                slots.append(Interval(start, end))
+                last_end = end
+    return slots
+
+
+def local_dates(rules: CalendarRules, span: Interval) -> Iterable[date]:
+    """The provider-local dates that a real-time span touches."""
+    day = span.start.astimezone(rules.timezone).date()
+    last = (span.end - timedelta(microseconds=1)).astimezone(rules.timezone).date()
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+def check_timing(rules: CalendarRules, start: datetime, accepted_at: datetime,
+                 now: datetime) -> Rejection | None:
+    """Notice and advance are measured from acceptance (a slow queue never costs a
+    client its place), but nothing is booked in the past at decision time."""
+    if start < max(accepted_at + rules.min_notice, now):
+        return Rejection("too_soon", "the start is in the past or inside the provider's minimum notice")
+    if start > accepted_at + rules.max_advance:
+        return Rejection("too_far", "the start is beyond the provider's maximum advance")
+    return None
+
+
+def check_grid(rules: CalendarRules, start: datetime) -> Rejection | None:
+    """Is `start` the start of a slot on the provider's grid?"""
+    day = start.astimezone(rules.timezone).date()
+    if any(slot.start == start for slot in day_slots(rules, day)):
+        return None
+    if any(window.contains(start) for window in working_windows(rules, day)):
+        return Rejection("not_on_slot_grid",
+                         f"the start is not on the provider's {rules.slot_minutes}-minute slot grid")
+    return Rejection("outside_working_hours", "the start is outside the provider's working hours")
+
+
+class BusyTimes:
+    """Non-overlapping busy spans, merged and sorted, for fast overlap checks."""
+
+    def __init__(self, intervals: Iterable[Interval] = ()):
+        self._spans: list[Interval] = []
+        for interval in sorted(intervals):
+            self._append(interval)
+        self._starts = [span.start for span in self._spans]
+
+    def _append(self, interval: Interval) -> None:
+        if self._spans and interval.start <= self._spans[-1].end:
+            last = self._spans[-1]
+            self._spans[-1] = Interval(last.start, max(last.end, interval.end))
+        else:
+            self._spans.append(interval)
+
+    def overlaps(self, interval: Interval) -> bool:
+        index = bisect.bisect_left(self._starts, interval.end)
+        return index > 0 and self._spans[index - 1].end > interval.start
+
+
+def free_slots(rules: CalendarRules, span: Interval, now: datetime,
+               time_off: Iterable[Interval], booked: Iterable[Interval]) -> list[Interval]:
+    """Slots starting inside `span` that a request made `now` could book."""
+    busy = BusyTimes([*time_off, *booked])
+    earliest, latest = now + rules.min_notice, now + rules.max_advance
+    return [
+        slot
+        for day in local_dates(rules, span)
+        for slot in day_slots(rules, day)
+        if span.contains(slot.start) and earliest <= slot.start <= latest
+        and not busy.overlaps(slot)
+    ]

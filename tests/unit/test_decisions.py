@@ -1,0 +1,82 @@
+"""Batch decisions, alone: what one request books, the next one in order sees."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from models.calendar import CalendarRules, Interval, parse_weekly_schedule
+from models.decisions import BatchDecider, KnownBooking, PendingRequest
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NINE = datetime(2026, 12, 1, 9, 0, tzinfo=BERLIN)
+NOW = NINE - timedelta(days=1)
+RULES = CalendarRules(BERLIN, 30, parse_weekly_schedule({"tuesday": [{"start": "09:00", "end": "12:00"}]}))
+
+
+def create(start):
+    return PendingRequest(uuid.uuid4(), "create", NOW, start=start)
+
+
+def decider(bookings=(), time_off=()):
+    return BatchDecider(RULES, bookings, time_off, NOW)
+
+
+def test_first_request_for_a_slot_wins_the_rest_are_told_why():
+    decisions = decider().decide_all([create(NINE), create(NINE), create(NINE + timedelta(minutes=30))])
+
+    assert [d.rejection.code if d.rejection else "ok" for d in decisions] == [
+        "ok", "slot_unavailable", "ok"]
+
+
+def test_cancel_frees_the_slot_for_the_next_request_in_the_same_batch():
+    booking = KnownBooking(uuid.uuid4(), Interval(NINE, NINE + timedelta(minutes=30)), "confirmed")
+    cancel = PendingRequest(uuid.uuid4(), "cancel", NOW, booking_id=booking.id)
+
+    decisions = decider([booking]).decide_all([cancel, create(NINE)])
+
+    assert all(d.succeeded for d in decisions)
+
+
+def test_cancelling_twice_is_rejected_the_second_time():
+    booking = KnownBooking(uuid.uuid4(), Interval(NINE, NINE + timedelta(minutes=30)), "confirmed")
+    cancel = [PendingRequest(uuid.uuid4(), "cancel", NOW, booking_id=booking.id) for _ in range(2)]
+
+    decisions = decider([booking]).decide_all(cancel)
+
+    assert [d.rejection and d.rejection.code for d in decisions] == [None, "booking_cancelled"]
+
+
+def test_reschedule_onto_its_own_overlapping_time_is_allowed_and_frees_the_old_slot():
+    booking = KnownBooking(uuid.uuid4(), Interval(NINE, NINE + timedelta(minutes=30)), "confirmed")
+    move = PendingRequest(uuid.uuid4(), "reschedule", NOW, start=NINE + timedelta(minutes=30),
+                          booking_id=booking.id)
+
+    decisions = decider([booking]).decide_all([move, create(NINE)])
+
+    assert all(d.succeeded for d in decisions)
+    assert decisions[0].change == ("move", Interval(NINE + timedelta(minutes=30), NINE + timedelta(hours=1)))
+
+
+def test_rejected_reschedule_keeps_the_old_slot_booked():
+    booking = KnownBooking(uuid.uuid4(), Interval(NINE, NINE + timedelta(minutes=30)), "confirmed")
+    move = PendingRequest(uuid.uuid4(), "reschedule", NOW, start=NINE + timedelta(hours=5),
+                          booking_id=booking.id)
+
+    decisions = decider([booking]).decide_all([move, create(NINE)])
+
+    assert decisions[0].rejection.code == "outside_working_hours"
+    assert decisions[1].rejection.code == "slot_unavailable"
+
+
+def test_time_off_rejects_and_unknown_booking_is_reported():
+    time_off = [Interval(NINE, NINE + timedelta(hours=1))]
+    unknown = PendingRequest(uuid.uuid4(), "cancel", NOW, booking_id=uuid.uuid4())
+
+    decisions = decider(time_off=time_off).decide_all([create(NINE), unknown])
+
+    assert [d.rejection.code for d in decisions] == ["time_off", "booking_not_found"]
+
+
+def test_utc_and_local_spellings_of_one_instant_collide():
+    decisions = decider().decide_all([create(NINE), create(NINE.astimezone(UTC))])
+    assert decisions[1].rejection.code == "slot_unavailable"
