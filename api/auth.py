@@ -1,0 +1,43 @@
+"""Bearer API keys on every /v1 route; roles decide what a key may touch."""
+
+from __future__ import annotations
+
+import functools
+
+from flask import g, request
+
+from api.problems import problem
+from booking.services import keys
+from booking.services.errors import Forbidden
+from models import ApiKey
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="booking"'}
+
+
+def authenticate_request():
+    """before_request hook: a /v1 request needs a valid, unrevoked key."""
+    if not request.path.startswith("/v1/"):
+        return None
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    api_key = keys.authenticate(token.strip()) if scheme.lower() == "bearer" and token else None
+    if api_key is None:
+        return problem(401, "Unauthorized", "A valid API key is required: Authorization: Bearer <key>.",
+                       headers=UNAUTHORIZED_HEADERS)
+    g.api_key = api_key
+    return None
+
+
+def current_key() -> ApiKey:
+    return g.api_key
+
+
+def admin_only(view):
+    """Only admin keys may call this view."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_key().is_admin:
+            raise Forbidden("This needs an admin API key.")
+        return view(*args, **kwargs)
+
+    return wrapper

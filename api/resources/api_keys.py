@@ -1,0 +1,43 @@
+"""API keys (admin): the key and webhook secret are shown once, at creation."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import admin_only
+from api.presenters import present_key
+from api.resources.common import document_problems
+from api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList
+from booking.services import keys
+
+blp = Blueprint("api_keys", __name__, url_prefix="/v1/api-keys", description="API keys.")
+
+
+@blp.route("")
+class ApiKeys(MethodView):
+    @blp.response(200, ApiKeyList)
+    @document_problems(blp, 403)
+    @admin_only
+    def get(self):
+        """List keys (never their secrets)."""
+        return {"items": [present_key(k) for k in keys.list_keys()]}
+
+    @blp.arguments(ApiKeyIn)
+    @blp.response(201, ApiKeyCreated)
+    @document_problems(blp, 400, 403, 413, 415, 422)
+    @admin_only
+    def post(self, fields):
+        """Create a key; its plaintext and webhook secret appear only in this answer."""
+        api_key, plaintext = keys.create_key(fields["name"], fields["role"])
+        return {**present_key(api_key), "key": plaintext, "webhook_secret": api_key.webhook_secret}
+
+
+@blp.route("/<uuid:key_id>")
+class ApiKey(MethodView):
+    @blp.response(204)
+    @document_problems(blp, 403, 404)
+    @admin_only
+    def delete(self, key_id):
+        """Revoke a key; it answers 401 from now on."""
+        keys.revoke_key(key_id)

@@ -1,0 +1,99 @@
+"""Booking requests are accepted here (202) and decided by workers; bookings are read here."""
+
+from __future__ import annotations
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_key
+from api.presenters import present_booking, present_request
+from api.resources.common import document_problems, etag
+from api.schemas import (
+    BookingIn,
+    BookingListQuery,
+    BookingOut,
+    BookingPage,
+    CancelIn,
+    IdempotencyHeader,
+    RequestOut,
+    RescheduleIn,
+)
+from booking.services import requests
+
+blp = Blueprint("bookings", __name__, url_prefix="/v1/bookings",
+                description="Submit create, reschedule and cancel requests; read bookings.")
+
+ACCEPTED_PROBLEMS = (400, 404, 413, 415, 422)
+
+
+def accepted(request) -> tuple[dict, int, dict[str, str]]:
+    """202 with where to poll; the same answer for a repeated Idempotency-Key."""
+    location = url_for("booking_requests.BookingRequest", request_id=request.id)
+    headers = {"Location": location}
+    if request.status == "queued":
+        headers["Retry-After"] = "1"
+    return present_request(request), 202, headers
+
+
+@blp.route("")
+class Bookings(MethodView):
+    @blp.arguments(BookingListQuery, location="query")
+    @blp.response(200, BookingPage)
+    @document_problems(blp, 422)
+    def get(self, query):
+        """List bookings (a client sees its own)."""
+        filters = {name: query.get(name) for name in ("provider_id", "customer_id", "status")}
+        filters.update({"from": query.get("from_"), "to": query.get("to")})
+        items, next_cursor = requests.list_bookings(current_key(), filters, query["limit"],
+                                                    query.get("cursor"))
+        return {"items": [present_booking(b) for b in items], "next_cursor": next_cursor}
+
+    @blp.arguments(IdempotencyHeader, location="headers")
+    @blp.arguments(BookingIn)
+    @blp.response(202, RequestOut)
+    @document_problems(blp, *ACCEPTED_PROBLEMS)
+    def post(self, headers, body):
+        """Request a booking. Answers 202 at once; poll the Location for the decision."""
+        request = requests.submit_create(
+            current_key(), body["provider_id"], body["customer_id"], body["start"],
+            body.get("callback_url"), headers.get("idempotency_key"))
+        return accepted(request)
+
+
+@blp.route("/<uuid:booking_id>")
+class Booking(MethodView):
+    @blp.response(200, BookingOut)
+    @document_problems(blp, 404)
+    def get(self, booking_id):
+        """Read a booking (with its version as ETag)."""
+        booking = requests.get_booking(current_key(), booking_id)
+        return present_booking(booking), {"ETag": etag(booking.version)}
+
+
+@blp.route("/<uuid:booking_id>/reschedule")
+class Reschedule(MethodView):
+    @blp.arguments(IdempotencyHeader, location="headers")
+    @blp.arguments(RescheduleIn)
+    @blp.response(202, RequestOut)
+    @document_problems(blp, *ACCEPTED_PROBLEMS)
+    def post(self, headers, body, booking_id):
+        """Request to move a booking to another slot."""
+        request = requests.submit_change(current_key(), "reschedule", booking_id, body["start"],
+                                         None, body.get("callback_url"),
+                                         headers.get("idempotency_key"))
+        return accepted(request)
+
+
+@blp.route("/<uuid:booking_id>/cancel")
+class Cancel(MethodView):
+    @blp.arguments(IdempotencyHeader, location="headers")
+    @blp.arguments(CancelIn)
+    @blp.response(202, RequestOut)
+    @document_problems(blp, *ACCEPTED_PROBLEMS)
+    def post(self, headers, body, booking_id):
+        """Request to cancel a booking."""
+        request = requests.submit_change(current_key(), "cancel", booking_id, None,
+                                         body.get("reason"), body.get("callback_url"),
+                                         headers.get("idempotency_key"))
+        return accepted(request)

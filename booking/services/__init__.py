@@ -1,0 +1,1 @@
+"""Service functions: each owns its transaction and speaks in domain terms."""

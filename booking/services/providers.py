@@ -1,0 +1,181 @@
+"""Providers, their time off and their free slots. Every change to what can be
+booked bumps the provider's version, so an in-flight decision made against the old
+calendar fails its optimistic check and is decided again."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.dialects.postgresql import Range
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from booking.db import new_session
+from booking.services.errors import Conflict, NotFound, PreconditionFailed
+from booking.services.pagination import decode_cursor, page
+from models import Booking, Provider, TimeOff
+from models.calendar import CalendarRules, Interval, check_grid, free_slots, parse_weekly_schedule
+
+STALE_RETRIES = 5
+
+
+def calendar_rules(provider: Provider) -> CalendarRules:
+    return CalendarRules(
+        timezone=ZoneInfo(provider.timezone),
+        slot_minutes=provider.slot_minutes,
+        weekly_hours=parse_weekly_schedule(provider.weekly_schedule),
+        min_notice=timedelta(minutes=provider.min_notice_minutes),
+        max_advance=timedelta(days=provider.max_advance_days),
+    )
+
+
+def as_interval(period: Range) -> Interval:
+    return Interval(period.lower, period.upper)
+
+
+def create_provider(fields: dict[str, Any]) -> Provider:
+    provider = Provider(id=uuid.uuid4(), version=1, **fields)
+    with new_session() as session, session.begin():
+        session.add(provider)
+        session.flush()  # to read back server-side timestamps
+        session.refresh(provider)
+    return provider
+
+
+def get_provider(provider_id: uuid.UUID, session: Session | None = None) -> Provider:
+    if session is not None:
+        return _provider_or_404(session, provider_id)
+    with new_session() as own_session:
+        return _provider_or_404(own_session, provider_id)
+
+
+def _provider_or_404(session: Session, provider_id: uuid.UUID) -> Provider:
+    provider = session.get(Provider, provider_id)
+    if provider is None:
+        raise NotFound("No such provider.")
+    return provider
+
+
+def list_providers(limit: int, cursor: str | None) -> tuple[list[Provider], str | None]:
+    query = select(Provider).order_by(Provider.created_at, Provider.id).limit(limit + 1)
+    if cursor:
+        after = decode_cursor(cursor, datetime, uuid.UUID)
+        query = query.where(tuple_(Provider.created_at, Provider.id) > after)
+    with new_session() as session:
+        rows = list(session.scalars(query))
+    return page(rows, limit, lambda p: (p.created_at, p.id))
+
+
+def update_provider(provider_id: uuid.UUID, changes: dict[str, Any],
+                    if_match: int | None = None) -> Provider:
+    """Apply changes. 412 if `if_match` is not the current version; 409 listing the
+    future confirmed bookings that the new calendar would strand."""
+    for _attempt in range(STALE_RETRIES):
+        try:
+            return _update_provider_once(provider_id, changes, if_match)
+        except StaleDataError:
+            if if_match is not None:
+                raise PreconditionFailed("The provider changed meanwhile.") from None
+    raise Conflict("The provider's calendar is busy; try again.")
+
+
+def _update_provider_once(provider_id, changes, if_match) -> Provider:
+    with new_session() as session, session.begin():
+        provider = _provider_or_404(session, provider_id)
+        if if_match is not None and if_match != provider.version:
+            raise PreconditionFailed(f"The provider is at version {provider.version}, not {if_match}.")
+        for name, value in changes.items():
+            setattr(provider, name, value)
+        stranded = _stranded_bookings(session, provider)
+        if stranded:
+            raise Conflict("The change would strand future confirmed bookings.",
+                           bookings=[str(b.id) for b in stranded])
+        provider.updated_at = func.now()
+        session.flush()
+        session.refresh(provider)
+    return provider
+
+
+def _future_confirmed(session: Session, provider_id: uuid.UUID) -> list[Booking]:
+    return list(session.scalars(
+        select(Booking).where(Booking.provider_id == provider_id, Booking.status == "confirmed",
+                              func.upper(Booking.period) > func.now())
+        .order_by(func.lower(Booking.period))
+    ))
+
+
+def _stranded_bookings(session: Session, provider: Provider) -> list[Booking]:
+    rules = calendar_rules(provider)
+    return [
+        booking for booking in _future_confirmed(session, provider.id)
+        if check_grid(rules, booking.period.lower) is not None
+        or booking.period.upper - booking.period.lower != rules.slot_length
+    ]
+
+
+def add_time_off(provider_id: uuid.UUID, start: datetime, end: datetime,
+                 reason: str | None) -> TimeOff:
+    """Block [start, end). 409 if it overlaps confirmed bookings."""
+    for _attempt in range(STALE_RETRIES):
+        try:
+            return _add_time_off_once(provider_id, start, end, reason)
+        except StaleDataError:
+            continue
+    raise Conflict("The provider's calendar is busy; try again.")
+
+
+def _add_time_off_once(provider_id, start, end, reason) -> TimeOff:
+    period = Range(start, end, bounds="[)")
+    with new_session() as session, session.begin():
+        provider = _provider_or_404(session, provider_id)
+        clashes = list(session.scalars(
+            select(Booking.id).where(Booking.provider_id == provider_id,
+                                     Booking.status == "confirmed", Booking.period.overlaps(period))
+        ))
+        if clashes:
+            raise Conflict("The time off overlaps confirmed bookings.",
+                           bookings=[str(booking_id) for booking_id in clashes])
+        time_off = TimeOff(id=uuid.uuid4(), provider_id=provider_id, period=period, reason=reason)
+        session.add(time_off)
+        provider.updated_at = func.now()  # bumps the version: in-flight decisions re-read
+        session.flush()
+        session.refresh(time_off)
+    return time_off
+
+
+def list_time_off(provider_id: uuid.UUID) -> list[TimeOff]:
+    with new_session() as session:
+        _provider_or_404(session, provider_id)
+        return list(session.scalars(
+            select(TimeOff).where(TimeOff.provider_id == provider_id)
+            .order_by(func.lower(TimeOff.period), TimeOff.id)
+        ))
+
+
+def delete_time_off(provider_id: uuid.UUID, time_off_id: uuid.UUID) -> None:
+    with new_session() as session, session.begin():
+        provider = _provider_or_404(session, provider_id)
+        time_off = session.get(TimeOff, time_off_id)
+        if time_off is None or time_off.provider_id != provider_id:
+            raise NotFound("No such time off for this provider.")
+        session.delete(time_off)
+        provider.updated_at = func.now()
+
+
+def provider_slots(provider_id: uuid.UUID, span: Interval) -> tuple[Provider, list[Interval]]:
+    """The slots starting in `span` that a request made now could book."""
+    period = Range(span.start, span.end + timedelta(days=1), bounds="[)")
+    with new_session() as session:
+        provider = _provider_or_404(session, provider_id)
+        time_off = session.scalars(select(TimeOff.period).where(
+            TimeOff.provider_id == provider_id, TimeOff.period.overlaps(period)))
+        booked = session.scalars(select(Booking.period).where(
+            Booking.provider_id == provider_id, Booking.status == "confirmed",
+            Booking.period.overlaps(period)))
+        slots = free_slots(calendar_rules(provider), span, datetime.now(UTC),
+                           [as_interval(p) for p in time_off], [as_interval(p) for p in booked])
+    return provider, slots

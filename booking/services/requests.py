@@ -1,0 +1,175 @@
+"""Accepting booking requests (create, reschedule, cancel) and reading them back.
+
+A request is committed as `queued` before anyone is told it was accepted; only then
+is the provider's decision enqueued. If the broker is down the request still stands,
+and the periodic re-drive enqueues it later."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload
+
+from booking import notify
+from booking.db import new_session
+from booking.services.errors import InvalidInput, NotFound
+from booking.services.pagination import decode_cursor, page
+from models import ApiKey, Booking, BookingRequest, Provider
+
+
+def fingerprint(kind: str, target: uuid.UUID, body: dict[str, Any]) -> str:
+    """What makes two submissions 'the same request' for Idempotency-Key."""
+    canonical = {key: (value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value)
+                 for key, value in body.items()}
+    text = json.dumps([kind, str(target), canonical], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: datetime,
+                  callback_url: str | None, idempotency_key: str | None) -> BookingRequest:
+    """Accept a request to book `start` with a provider. 422 if the provider is unknown."""
+    body = {"customer_id": customer_id, "start": start, "callback_url": callback_url}
+
+    def build(session: Session) -> BookingRequest:
+        if session.get(Provider, provider_id) is None:
+            raise InvalidInput("No such provider.", {"provider_id": ["no such provider"]})
+        return BookingRequest(kind="create", provider_id=provider_id, customer_id=customer_id,
+                              start=start, callback_url=callback_url)
+
+    return _accept(key, "create", provider_id, body, idempotency_key, build)
+
+
+def submit_change(key: ApiKey, kind: str, booking_id: uuid.UUID, start: datetime | None,
+                  cancel_reason: str | None, callback_url: str | None,
+                  idempotency_key: str | None) -> BookingRequest:
+    """Accept a reschedule or cancel of a booking the key can see (404 otherwise)."""
+    body = {"start": start, "reason": cancel_reason, "callback_url": callback_url}
+
+    def build(session: Session) -> BookingRequest:
+        booking = _visible_booking(session, key, booking_id)
+        return BookingRequest(kind=kind, provider_id=booking.provider_id, booking_id=booking.id,
+                              customer_id=booking.customer_id, start=start,
+                              cancel_reason=cancel_reason, callback_url=callback_url)
+
+    return _accept(key, kind, booking_id, body, idempotency_key, build)
+
+
+def _accept(key: ApiKey, kind: str, target: uuid.UUID, body: dict[str, Any],
+            idempotency_key: str | None, build) -> BookingRequest:
+    print_ = fingerprint(kind, target, body) if idempotency_key else None
+    try:
+        with new_session() as session, session.begin():
+            earlier = _earlier_submission(session, key, idempotency_key, print_)
+            if earlier is not None:
+                return earlier
+            request = build(session)
+            request.id, request.api_key_id, request.status = uuid.uuid4(), key.id, "queued"
+            request.idempotency_key, request.request_fingerprint = idempotency_key, print_
+            session.add(request)
+            session.flush()  # to read back seq and created_at
+            session.refresh(request, ["provider", "booking"])
+    except IntegrityError:
+        # Two submissions with one Idempotency-Key raced; the other one won.
+        with new_session() as session:
+            return _earlier_submission(session, key, idempotency_key, print_)
+    notify.enqueue_decision(request.provider_id)
+    return request
+
+
+def _earlier_submission(session: Session, key: ApiKey, idempotency_key: str | None,
+                        print_: str | None) -> BookingRequest | None:
+    if not idempotency_key:
+        return None
+    earlier = session.scalar(
+        select(BookingRequest).options(joinedload(BookingRequest.provider),
+                                       joinedload(BookingRequest.booking))
+        .where(BookingRequest.api_key_id == key.id,
+               BookingRequest.idempotency_key == idempotency_key)
+    )
+    if earlier is not None and earlier.request_fingerprint != print_:
+        raise InvalidInput("This Idempotency-Key was used with a different request.",
+                           {"Idempotency-Key": ["reused with a different request"]})
+    return earlier
+
+
+def _visible_booking(session: Session, key: ApiKey, booking_id: uuid.UUID) -> Booking:
+    booking = session.get(Booking, booking_id)
+    if booking is None or not (key.is_admin or booking.api_key_id == key.id):
+        raise NotFound("No such booking.")
+    return booking
+
+
+def get_request(key: ApiKey, request_id: uuid.UUID) -> BookingRequest:
+    """The request, if the key may see it (its own, or any for an admin); else 404."""
+    with new_session() as session:
+        request = session.scalar(
+            select(BookingRequest)
+            .options(joinedload(BookingRequest.provider), joinedload(BookingRequest.booking))
+            .where(BookingRequest.id == request_id)
+        )
+    if request is None or not (key.is_admin or request.api_key_id == key.id):
+        raise NotFound("No such booking request.")
+    return request
+
+
+def wait_for_decision(key: ApiKey, request_id: uuid.UUID, timeout: float) -> BookingRequest:
+    """The request as soon as it is decided, or still queued once `timeout` passes."""
+    request = get_request(key, request_id)
+    if request.status != "queued" or timeout <= 0:
+        return request
+    with notify.decision_listener(request_id) as wait:
+        request = get_request(key, request_id)  # decided between the first read and subscribing?
+        if request.status == "queued" and wait(timeout):
+            request = get_request(key, request_id)
+    return request
+
+
+def list_requests(key: ApiKey, status: str | None, limit: int,
+                  cursor: str | None) -> tuple[list[BookingRequest], str | None]:
+    query = (select(BookingRequest)
+             .options(joinedload(BookingRequest.provider), joinedload(BookingRequest.booking))
+             .order_by(BookingRequest.seq).limit(limit + 1))
+    if not key.is_admin:
+        query = query.where(BookingRequest.api_key_id == key.id)
+    if status:
+        query = query.where(BookingRequest.status == status)
+    if cursor:
+        (after,) = decode_cursor(cursor, int)
+        query = query.where(BookingRequest.seq > after)
+    with new_session() as session:
+        rows = list(session.scalars(query).unique())
+    return page(rows, limit, lambda r: (r.seq,))
+
+
+def get_booking(key: ApiKey, booking_id: uuid.UUID) -> Booking:
+    with new_session() as session:
+        booking = _visible_booking(session, key, booking_id)
+        session.refresh(booking, ["provider"])
+        return booking
+
+
+def list_bookings(key: ApiKey, filters: dict[str, Any], limit: int,
+                  cursor: str | None) -> tuple[list[Booking], str | None]:
+    start = func.lower(Booking.period)
+    query = (select(Booking).options(joinedload(Booking.provider))
+             .order_by(start, Booking.id).limit(limit + 1))
+    if not key.is_admin:
+        query = query.where(Booking.api_key_id == key.id)
+    for name in ("provider_id", "customer_id", "status"):
+        if filters.get(name) is not None:
+            query = query.where(getattr(Booking, name) == filters[name])
+    if filters.get("from") is not None:
+        query = query.where(func.upper(Booking.period) > filters["from"])
+    if filters.get("to") is not None:
+        query = query.where(start < filters["to"])
+    if cursor:
+        query = query.where(tuple_(start, Booking.id) > decode_cursor(cursor, datetime, uuid.UUID))
+    with new_session() as session:
+        rows = list(session.scalars(query))
+    return page(rows, limit, lambda b: (b.period.lower, b.id))

@@ -1,0 +1,19 @@
+"""Dramatiq actors. They receive ids, never payloads, and are idempotent: running
+one twice on the same id decides nothing twice."""
+
+import uuid
+
+import dramatiq
+
+import workers.broker  # noqa: F401 - the broker must be set before actors are declared
+from workers.decide import decide_provider_queue
+from workers.redrive import Redrive
+
+dramatiq.get_broker().add_middleware(Redrive())
+
+
+@dramatiq.actor(queue_name="decisions", max_retries=50, min_backoff=100, max_backoff=5_000)
+def decide_provider(provider_id: str) -> None:
+    """Decide the provider's queued requests in acceptance order, unless another
+    worker holds its lease (that worker looks again before letting go)."""
+    decide_provider_queue(uuid.UUID(provider_id))

@@ -1,0 +1,251 @@
+"""The per-provider decision service.
+
+Holding the provider's lease, a worker drains its queued requests in acceptance
+order (`seq`), a batch per transaction. Each transaction first bumps the provider's
+version from the one it read (optimistic lock): if someone else changed the calendar
+meanwhile, nothing is written and the batch is read and decided again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import Range
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from booking import notify
+from booking.config import get_settings
+from booking.db import get_engine
+from models import Booking, BookingRequest, Provider, TimeOff
+from models.calendar import CalendarRules, Interval
+from models.decisions import BatchDecider, Decision, KnownBooking, PendingRequest
+from workers.lease import Lease, provider_lease_key
+
+log = logging.getLogger(__name__)
+
+providers, requests_ = Provider.__table__, BookingRequest.__table__
+bookings, time_off = Booking.__table__, TimeOff.__table__
+STALE_RETRIES = 20
+
+
+class StaleCalendar(Exception):
+    """The provider's version moved between our read and our write."""
+
+
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, StaleCalendar)
+
+
+@dataclass
+class Snapshot:
+    provider_version: int
+    rules: CalendarRules
+    rows: list  # queued booking_requests rows, in seq order
+    bookings: list[KnownBooking]
+    time_off: list[Interval]
+
+
+def decide_provider_queue(provider_id: uuid.UUID) -> int:
+    """Decide every queued request of a provider, oldest first, if no other worker is
+    doing so. Returns how many this call decided. Safe to call any number of times."""
+    settings = get_settings()
+    lease = Lease(notify.redis_client(), provider_lease_key(provider_id), settings.lease_ttl_ms)
+    decided = 0
+    while lease.acquire():
+        try:
+            decided += _drain(provider_id, lease, settings.decide_batch_size)
+        finally:
+            lease.release()
+        # A request committed while we drained may have had its message dropped
+        # because we held the lease: look once more after letting go.
+        if not has_queued_requests(provider_id):
+            break
+    return decided
+
+
+def _drain(provider_id: uuid.UUID, lease: Lease, batch_size: int) -> int:
+    decided = 0
+    while True:
+        count = decide_next_batch(provider_id, batch_size)
+        decided += count
+        if count < batch_size or not lease.extend():
+            return decided
+
+
+def has_queued_requests(provider_id: uuid.UUID) -> bool:
+    with get_engine().connect() as conn:
+        return conn.scalar(select(exists().where(
+            requests_.c.provider_id == provider_id, requests_.c.status == "queued")))
+
+
+def decide_next_batch(provider_id: uuid.UUID, batch_size: int) -> int:
+    """Decide up to `batch_size` queued requests in one transaction; 0 if none.
+    A request that makes deciding fail is isolated and marked `failed`."""
+    try:
+        return _decide_batch_until_fresh(provider_id, batch_size)
+    except TRANSIENT_ERRORS:
+        raise  # the actor's retry (or the re-drive) decides it once things recover
+    except Exception:
+        if batch_size > 1:
+            log.exception("batch for provider %s failed; deciding one by one", provider_id)
+            return decide_next_batch(provider_id, 1)
+        return _fail_oldest_request(provider_id)
+
+
+def _decide_batch_until_fresh(provider_id: uuid.UUID, batch_size: int) -> int:
+    for _attempt in range(STALE_RETRIES):
+        try:
+            return _decide_batch_once(provider_id, batch_size)
+        except StaleCalendar:
+            log.info("provider %s changed during a decision; deciding again", provider_id)
+    raise StaleCalendar(f"provider {provider_id} kept changing")
+
+
+def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
+    with get_engine().begin() as conn:
+        snapshot = read_snapshot(conn, provider_id, batch_size)
+        if snapshot is None:
+            return 0
+        now = datetime.now(UTC)
+        decider = BatchDecider(snapshot.rules, snapshot.bookings, snapshot.time_off, now)
+        decisions = decider.decide_all([_pending(row) for row in snapshot.rows])
+        claim_calendar(conn, provider_id, snapshot.provider_version)
+        write_decisions(conn, provider_id, snapshot.rows, decisions, now)
+    notify.publish_decisions(row.id for row in snapshot.rows)
+    return len(snapshot.rows)
+
+
+def read_snapshot(conn: Connection, provider_id: uuid.UUID, batch_size: int) -> Snapshot | None:
+    """The provider's calendar as far as the next batch of queued requests needs it."""
+    from booking.services.providers import calendar_rules
+
+    provider = conn.execute(select(providers).where(providers.c.id == provider_id)).one_or_none()
+    if provider is None:
+        return None
+    rows = conn.execute(
+        select(requests_).where(requests_.c.provider_id == provider_id,
+                                requests_.c.status == "queued")
+        .order_by(requests_.c.seq).limit(batch_size)
+    ).all()
+    if not rows:
+        return None
+    rules = calendar_rules(provider)
+    window = _requested_window(rows, rules.slot_length)
+    return Snapshot(provider.version, rules, rows,
+                    _relevant_bookings(conn, provider_id, rows, window),
+                    _time_off(conn, provider_id, window))
+
+
+def _requested_window(rows, slot_length: timedelta) -> Range | None:
+    starts = [row.start for row in rows if row.start is not None]
+    if not starts:
+        return None
+    return Range(min(starts), max(starts) + slot_length, bounds="[)")
+
+
+def _relevant_bookings(conn: Connection, provider_id, rows, window) -> list[KnownBooking]:
+    referenced = [row.booking_id for row in rows if row.booking_id is not None]
+    conditions = []
+    if window is not None:
+        conditions.append((bookings.c.status == "confirmed") & bookings.c.period.overlaps(window))
+    if referenced:
+        conditions.append(bookings.c.id.in_(referenced))
+    found = conn.execute(
+        select(bookings.c.id, bookings.c.period, bookings.c.status)
+        .where(bookings.c.provider_id == provider_id, or_(*conditions))
+    ).all()
+    return [KnownBooking(b.id, Interval(b.period.lower, b.period.upper), b.status) for b in found]
+
+
+def _time_off(conn: Connection, provider_id, window) -> list[Interval]:
+    if window is None:
+        return []
+    periods = conn.scalars(select(time_off.c.period).where(
+        time_off.c.provider_id == provider_id, time_off.c.period.overlaps(window)))
+    return [Interval(p.lower, p.upper) for p in periods]
+
+
+def _pending(row) -> PendingRequest:
+    return PendingRequest(id=row.id, kind=row.kind, accepted_at=row.created_at,
+                          start=row.start, booking_id=row.booking_id)
+
+
+def claim_calendar(conn: Connection, provider_id: uuid.UUID, seen_version: int) -> None:
+    """The optimistic lock, taken before any write: it also row-locks the provider,
+    so a concurrent writer waits for us and then finds the version moved."""
+    claimed = conn.execute(
+        update(providers).where(providers.c.id == provider_id,
+                                providers.c.version == seen_version)
+        .values(version=providers.c.version + 1)
+    ).rowcount
+    if claimed != 1:
+        raise StaleCalendar(provider_id)
+
+
+def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: list[Decision],
+                    now: datetime) -> None:
+    row_by_id = {row.id: row for row in rows}
+    new_bookings, moves, cancels = [], [], []
+    for decision in decisions:
+        kind, interval = decision.change or (None, None)
+        if kind == "create":
+            row = row_by_id[decision.request_id]
+            new_bookings.append({
+                "id": decision.booking_id, "provider_id": provider_id,
+                "api_key_id": row.api_key_id, "customer_id": row.customer_id,
+                "period": Range(interval.start, interval.end, bounds="[)"),
+                "status": "confirmed", "version": 1,
+            })
+        elif kind == "move":
+            moves.append({"b_id": decision.booking_id,
+                          "b_period": Range(interval.start, interval.end, bounds="[)")})
+        elif kind == "cancel":
+            cancels.append({"b_id": decision.booking_id,
+                            "b_reason": row_by_id[decision.request_id].cancel_reason})
+    # Cancels and moves first: they free the times that later creates may take.
+    _execute_many(conn, update(bookings).where(bookings.c.id == bindparam("b_id")).values(
+        status="cancelled", cancel_reason=bindparam("b_reason"),
+        version=bookings.c.version + 1, updated_at=func.now()), cancels)
+    _execute_many(conn, update(bookings).where(bookings.c.id == bindparam("b_id")).values(
+        period=bindparam("b_period"), version=bookings.c.version + 1, updated_at=func.now()), moves)
+    _execute_many(conn, bookings.insert(), new_bookings)
+    _execute_many(conn, update(requests_).where(
+        requests_.c.id == bindparam("r_id"), requests_.c.status == "queued").values(
+        status=bindparam("r_status"), reason_code=bindparam("r_code"),
+        reason_message=bindparam("r_message"), booking_id=bindparam("r_booking"),
+        decided_at=now), [_request_outcome(d) for d in decisions])
+
+
+def _request_outcome(decision: Decision) -> dict:
+    rejection = decision.rejection
+    return {"r_id": decision.request_id,
+            "r_status": "succeeded" if rejection is None else "rejected",
+            "r_code": rejection.code if rejection else None,
+            "r_message": rejection.message if rejection else None,
+            "r_booking": decision.booking_id}
+
+
+def _execute_many(conn: Connection, statement, parameters: list[dict]) -> None:
+    if parameters:
+        conn.execute(statement, parameters)
+
+
+def _fail_oldest_request(provider_id: uuid.UUID) -> int:
+    """Last resort for a request that cannot be decided: mark it failed so that it
+    does not block the provider's queue forever."""
+    log.exception("request of provider %s cannot be decided; marking it failed", provider_id)
+    with get_engine().begin() as conn:
+        oldest = conn.scalar(
+            select(requests_.c.id).where(requests_.c.provider_id == provider_id,
+                                         requests_.c.status == "queued")
+            .order_by(requests_.c.seq).limit(1).with_for_update())
+        if oldest is None:
+            return 0
+        conn.execute(update(requests_).where(requests_.c.id == oldest).values(
+            status="failed", reason_code="internal_error",
+            reason_message="the request could not be decided", decided_at=func.now()))
+    notify.publish_decisions([oldest])
+    return 1
