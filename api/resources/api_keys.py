@@ -16,17 +16,17 @@ blp = Blueprint("api_keys", __name__, url_prefix="/v1/api-keys", description="AP
 
 @blp.route("")
 class ApiKeys(MethodView):
+    @admin_only
     @blp.response(200, ApiKeyList)
     @document_problems(blp, 403)
-    @admin_only
     def get(self):
         """List keys (never their secrets)."""
         return {"items": [present_key(k) for k in keys.list_keys()]}
 
+    @admin_only
     @blp.arguments(ApiKeyIn)
     @blp.response(201, ApiKeyCreated)
     @document_problems(blp, 400, 403, 413, 415, 422)
-    @admin_only
     def post(self, fields):
         """Create a key; its plaintext and webhook secret appear only in this answer."""
         api_key, plaintext = keys.create_key(fields["name"], fields["role"])
@@ -35,9 +35,9 @@ class ApiKeys(MethodView):
 
 @blp.route("/<uuid:key_id>")
 class ApiKey(MethodView):
+    @admin_only
     @blp.response(204)
     @document_problems(blp, 403, 404)
-    @admin_only
     def delete(self, key_id):
         """Revoke a key; it answers 401 from now on."""
         keys.revoke_key(key_id)

@@ -39,19 +39,19 @@ def provider_headers(provider) -> dict[str, str]:
 
 @blp.route("")
 class Providers(MethodView):
+    @admin_only
     @blp.arguments(PageQuery, location="query")
     @blp.response(200, ProviderPage)
     @document_problems(blp, 403, 422)
-    @admin_only
     def get(self, query):
         """List providers."""
         items, next_cursor = providers.list_providers(query["limit"], query.get("cursor"))
         return {"items": [present_provider(p) for p in items], "next_cursor": next_cursor}
 
+    @admin_only
     @blp.arguments(ProviderIn)
     @blp.response(201, ProviderOut)
     @document_problems(blp, 400, 403, 413, 415, 422)
-    @admin_only
     def post(self, fields):
         """Create a provider with weekly hours in its IANA time zone."""
         provider = providers.create_provider(fields)
@@ -67,11 +67,11 @@ class Provider(MethodView):
         provider = providers.get_provider(provider_id)
         return present_provider(provider), {"ETag": etag(provider.version)}
 
+    @admin_only
     @blp.arguments(IfMatchHeader, location="headers")
     @blp.arguments(ProviderPatch)
     @blp.response(200, ProviderOut)
     @document_problems(blp, 400, 403, 404, 409, 412, 413, 415, 422)
-    @admin_only
     def patch(self, headers, changes, provider_id):
         """Change a provider. 412 if If-Match is stale; 409 if future bookings would be stranded."""
         provider = providers.update_provider(provider_id, changes,
@@ -89,10 +89,10 @@ class TimeOffCollection(MethodView):
         items = providers.list_time_off(provider_id)
         return {"items": [present_time_off(t, provider.timezone) for t in items]}
 
+    @admin_only
     @blp.arguments(TimeOffIn)
     @blp.response(201, TimeOffOut)
     @document_problems(blp, 400, 403, 404, 409, 413, 415, 422)
-    @admin_only
     def post(self, fields, provider_id):
         """Block time. 409 if it overlaps confirmed bookings."""
         time_off = providers.add_time_off(provider_id, fields["start"], fields["end"],
@@ -104,9 +104,9 @@ class TimeOffCollection(MethodView):
 
 @blp.route("/<uuid:provider_id>/time-off/<uuid:time_off_id>")
 class TimeOffItem(MethodView):
+    @admin_only
     @blp.response(204)
     @document_problems(blp, 403, 404)
-    @admin_only
     def delete(self, provider_id, time_off_id):
         """Remove a block of time off."""
         providers.delete_time_off(provider_id, time_off_id)

@@ -1,0 +1,132 @@
+"""`booking`: run the whole service, migrate, and manage API keys.
+
+Without DATABASE_URL / REDIS_URL, every command uses the embedded stack kept under
+BOOKING_HOME (started if it is not running, stopped again by whoever started it)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+from booking.config import get_settings
+from booking.db import REPO_ROOT
+
+log = logging.getLogger("booking")
+
+
+@contextlib.contextmanager
+def service_urls(with_redis: bool) -> Iterator[dict[str, str]]:
+    """DATABASE_URL and REDIS_URL: from the environment, or an embedded server."""
+    from booking.stack import EmbeddedStack
+
+    settings = get_settings()
+    urls = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    needs_redis = with_redis and not urls["REDIS_URL"]
+    if urls["DATABASE_URL"] and not needs_redis:
+        yield urls
+        return
+    stack = EmbeddedStack(settings.home)
+    if not urls["DATABASE_URL"]:
+        print(f"Starting embedded PostgreSQL under {settings.home} ...", flush=True)
+    try:
+        stack.start(with_redis=needs_redis)
+        urls["DATABASE_URL"] = urls["DATABASE_URL"] or stack.postgres.url
+        if needs_redis:
+            urls["REDIS_URL"] = stack.redis.url
+        os.environ.update({k: v for k, v in urls.items() if v})
+        get_settings.cache_clear()
+        yield urls
+    finally:
+        stack.stop()
+
+
+def prepare_database() -> None:
+    """Migrate, then make sure the bootstrap admin key exists."""
+    from booking.db import migrate
+    from booking.services.keys import ensure_key
+
+    migrate()
+    if get_settings().bootstrap_admin_key:
+        ensure_key(get_settings().bootstrap_admin_key)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    port = str(args.port or get_settings().port)
+    with service_urls(with_redis=True) as urls:
+        prepare_database()
+        env = {**os.environ, **urls, "PORT": port, "BIND_HOST": os.environ.get("BIND_HOST", "127.0.0.1")}
+        print_banner(port)
+        return run_procfile(env, port)
+
+
+def print_banner(port: str) -> None:
+    key_hint = ("the key in BOOKING_BOOTSTRAP_ADMIN_KEY" if get_settings().bootstrap_admin_key else
+                "one from: .venv/bin/booking keys create --name me --role admin")
+    print(f"\nBooking API on http://127.0.0.1:{port}  (docs: http://127.0.0.1:{port}/docs)\n"
+          f"Admin key: {key_hint}\nStop with Ctrl-C.\n", flush=True)
+
+
+def run_procfile(env: dict[str, str], port: str) -> int:
+    honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", str(REPO_ROOT / "Procfile"),
+                               "-d", str(REPO_ROOT), "-p", port], env=env)
+
+    def forward(signum, _frame):
+        honcho.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    while True:
+        try:
+            return honcho.wait()
+        except KeyboardInterrupt:
+            continue  # the terminal sent SIGINT to honcho too; wait for it to finish
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    with service_urls(with_redis=False):
+        prepare_database()
+    print("Database is at the newest revision.")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from booking.services.keys import create_key
+
+    with service_urls(with_redis=False):
+        prepare_database()
+        api_key, plaintext = create_key(args.name, args.role)
+    print(json.dumps({"id": str(api_key.id), "name": api_key.name, "role": api_key.role,
+                      "key": plaintext, "webhook_secret": api_key.webhook_secret}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="booking", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="run web and workers (Procfile), embedded servers if needed")
+    up.add_argument("--port", type=int, help="HTTP port (default: PORT or 8000)")
+    up.set_defaults(func=cmd_up)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command",
+                                                                              required=True)
+    create = keys.add_parser("create", help="create an API key and print it once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True, choices=["admin", "client"])
+    create.set_defaults(func=cmd_keys_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

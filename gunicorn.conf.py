@@ -1,0 +1,17 @@
+"""gunicorn settings, from the environment.
+
+gthread workers: a long-poll (?wait=N) holds a thread, not a whole process, so one
+waiting client never blocks the others. Scale with WEB_CONCURRENCY (processes) and
+WEB_THREADS."""
+
+import os
+
+bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "16"))
+timeout = 60
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
