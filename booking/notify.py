@@ -76,13 +76,14 @@ def decision_listener(request_id: uuid.UUID) -> Iterator[Callable[[float], bool]
         yield lambda timeout: (time.sleep(min(timeout, 1.0)), True)[1]
         return
     try:
-        yield lambda timeout: _wait_for_message(pubsub, timeout)
+        yield lambda timeout: wait_for_message(pubsub, timeout)
     finally:
         with contextlib.suppress(redis.RedisError):
             pubsub.close()
 
 
-def _wait_for_message(pubsub, timeout: float) -> bool:
+def wait_for_message(pubsub, timeout: float) -> bool:
+    """True once a message arrives (not the subscribe confirmation), False on timeout."""
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
         try:

@@ -1,0 +1,109 @@
+"""The database's final word and the optimistic lock, tested beneath the API."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from booking.services import keys, providers, requests
+from workers import decide
+
+ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
+
+
+def make_provider(**fields):
+    values = {"name": "Tutor", "timezone": "UTC", "slot_minutes": 60, "weekly_schedule": ALL_WEEK,
+              "min_notice_minutes": 0, "max_advance_days": 365, **fields}
+    return providers.create_provider(values)
+
+
+def insert_booking(conn, provider_id, key_id, start, hours=1, status="confirmed"):
+    conn.execute(text(
+        "INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version) "
+        "VALUES (:id, :p, :k, 'c', tstzrange(:s, :e, '[)'), :status, 1)"),
+        {"id": uuid.uuid4(), "p": provider_id, "k": key_id, "s": start,
+         "e": start + timedelta(hours=hours), "status": status})
+
+
+def test_sql_cannot_store_two_overlapping_confirmed_bookings(db):
+    provider = make_provider()
+    key, _ = keys.create_key("k", "client")
+    start = datetime(2030, 1, 7, 9, tzinfo=UTC)
+    with db.begin() as conn:
+        insert_booking(conn, provider.id, key.id, start)
+
+    with pytest.raises(IntegrityError, match="bookings_no_overlap"), db.begin() as conn:
+        insert_booking(conn, provider.id, key.id, start + timedelta(minutes=30))
+
+
+def test_cancelled_and_adjacent_bookings_do_not_collide(db):
+    provider = make_provider()
+    key, _ = keys.create_key("k", "client")
+    start = datetime(2030, 1, 7, 9, tzinfo=UTC)
+    with db.begin() as conn:
+        insert_booking(conn, provider.id, key.id, start)
+        insert_booking(conn, provider.id, key.id, start, status="cancelled")
+        insert_booking(conn, provider.id, key.id, start + timedelta(hours=1))
+        count = conn.scalar(text("SELECT count(*) FROM bookings"))
+    assert count == 3
+
+
+def test_a_decision_whose_calendar_went_stale_is_decided_again(db, monkeypatch):
+    provider = make_provider()
+    key, _ = keys.create_key("k", "client")
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
+    request = requests.submit_create(key, provider.id, "c", start, None, None)
+    real_read = decide.read_snapshot
+    edits = []
+
+    def read_then_admin_edits(conn, provider_id, batch_size):
+        snapshot = real_read(conn, provider_id, batch_size)
+        if not edits:  # after our read, before our commit: an admin blocks that hour
+            edits.append(providers.add_time_off(provider_id, start, start + timedelta(hours=1), "x"))
+        return snapshot
+
+    monkeypatch.setattr(decide, "read_snapshot", read_then_admin_edits)
+
+    assert decide.decide_next_batch(provider.id, batch_size=10) == 1
+
+    decided = requests.get_request(key, request.id)
+    assert decided.status == "rejected"
+    assert decided.reason_code == "time_off"  # decided against the fresh calendar
+    with db.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM bookings")) == 0
+        version = conn.scalar(text("SELECT version FROM providers WHERE id = :id"), {"id": provider.id})
+    assert version == provider.version + 2  # the time off, then the one decision that stuck
+
+
+def test_deciding_again_decides_nothing_twice(db):
+    provider = make_provider()
+    key, _ = keys.create_key("k", "client")
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
+    requests.submit_create(key, provider.id, "c", start, None, None)
+
+    assert decide.decide_provider_queue(provider.id) == 1
+    assert decide.decide_provider_queue(provider.id) == 0
+    with db.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM bookings")) == 1
+
+
+def test_a_held_lease_keeps_a_second_worker_out(db):
+    from booking import notify
+    from workers.lease import Lease, provider_lease_key
+
+    provider = make_provider()
+    key, _ = keys.create_key("k", "client")
+    requests.submit_create(key, provider.id, "c", datetime.now(UTC) + timedelta(days=2), None, None)
+    holder = Lease(notify.redis_client(), provider_lease_key(provider.id), 10_000)
+    assert holder.acquire()
+
+    try:
+        assert decide.decide_provider_queue(provider.id) == 0
+        intruder = Lease(notify.redis_client(), provider_lease_key(provider.id), 10_000)
+        assert not intruder.release()  # only the holder's token releases
+    finally:
+        assert holder.release()
+    assert decide.decide_provider_queue(provider.id) == 1
