@@ -11,6 +11,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates, va
 from models.calendar import ScheduleError, parse_weekly_schedule
 
 TEXT = validate.Length(min=1, max=255)
+MINUTES_PER_YEAR = 365 * 24 * 60
+MAX_SLOT_RANGE = timedelta(days=31)
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _ZONES = frozenset(available_timezones())
@@ -58,11 +60,11 @@ def validate_timezone(name: str) -> None:
 class ProviderIn(Schema):
     name = fields.String(required=True, validate=TEXT)
     timezone = fields.String(required=True, validate=validate_timezone)
-    slot_minutes = fields.Integer(load_default=30, validate=validate.Range(5, 24 * 60))
+    slot_minutes = fields.Integer(strict=True, load_default=30, validate=validate.Range(5, 24 * 60))
     weekly_schedule = fields.Dict(required=True, keys=fields.String(), values=fields.Raw(),
                                   metadata={"example": {"monday": [{"start": "09:00", "end": "12:00"}]}})
-    min_notice_minutes = fields.Integer(load_default=0, validate=validate.Range(0, 365 * 24 * 60))
-    max_advance_days = fields.Integer(load_default=365, validate=validate.Range(1, 3650))
+    min_notice_minutes = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, MINUTES_PER_YEAR))
+    max_advance_days = fields.Integer(strict=True, load_default=365, validate=validate.Range(1, 3650))
 
     @validates("weekly_schedule")
     def validate_schedule(self, value, **_kwargs) -> None:
@@ -78,10 +80,10 @@ class ProviderPatch(ProviderIn):
 
     name = fields.String(validate=TEXT)
     timezone = fields.String(validate=validate_timezone)
-    slot_minutes = fields.Integer(validate=validate.Range(5, 24 * 60))
+    slot_minutes = fields.Integer(strict=True, validate=validate.Range(5, 24 * 60))
     weekly_schedule = fields.Dict(keys=fields.String(), values=fields.Raw())
-    min_notice_minutes = fields.Integer(validate=validate.Range(0, 365 * 24 * 60))
-    max_advance_days = fields.Integer(validate=validate.Range(1, 3650))
+    min_notice_minutes = fields.Integer(strict=True, validate=validate.Range(0, MINUTES_PER_YEAR))
+    max_advance_days = fields.Integer(strict=True, validate=validate.Range(1, 3650))
 
     @validates_schema
     def not_empty(self, data, **_kwargs) -> None:
@@ -133,7 +135,6 @@ class TimeOffList(Schema):
     items = fields.List(fields.Nested(TimeOffOut))
 
 
-MAX_SLOT_RANGE = timedelta(days=31)
 
 
 class SlotsQuery(Schema):

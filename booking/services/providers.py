@@ -90,11 +90,11 @@ def _update_provider_once(provider_id, changes, if_match) -> Provider:
             raise PreconditionFailed(f"The provider is at version {provider.version}, not {if_match}.")
         for name, value in changes.items():
             setattr(provider, name, value)
-        stranded = _stranded_bookings(session, provider)
+        provider.updated_at = func.now()
+        stranded = _stranded_bookings(session, provider)  # autoflushes the one UPDATE
         if stranded:
             raise Conflict("The change would strand future confirmed bookings.",
                            bookings=[str(b.id) for b in stranded])
-        provider.updated_at = func.now()
         session.flush()
         session.refresh(provider)
     return provider

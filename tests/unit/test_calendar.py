@@ -84,7 +84,7 @@ def test_fall_back_offers_the_repeated_hour_twice(zone, fall_day, repeated):
     assert local.count(repeated) == 2
     assert len(slots) == 5  # four wall-clock hours are five real hours that day
     assert all(s.end - s.start == timedelta(hours=1) for s in slots)
-    assert all(a.end <= b.start for a, b in zip(slots, slots[1:]))
+    assert all(a.end <= b.start for a, b in zip(slots, slots[1:], strict=False))
 
 
 def test_slot_crossing_the_spring_gap_lasts_real_minutes_and_never_overlaps():
@@ -93,7 +93,7 @@ def test_slot_crossing_the_spring_gap_lasts_real_minutes_and_never_overlaps():
     slots = day_slots(calendar, date(2026, 3, 8))
 
     assert all(s.end - s.start == timedelta(minutes=45) for s in slots)
-    assert all(a.end <= b.start for a, b in zip(slots, slots[1:]))
+    assert all(a.end <= b.start for a, b in zip(slots, slots[1:], strict=False))
     assert "02:15" not in [s.start.astimezone(NEW_YORK).strftime("%H:%M") for s in slots]
 
 
