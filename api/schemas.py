@@ -63,7 +63,8 @@ class ProviderIn(Schema):
     slot_minutes = fields.Integer(strict=True, load_default=30, validate=validate.Range(5, 24 * 60))
     weekly_schedule = fields.Dict(required=True, keys=fields.String(), values=fields.Raw(),
                                   metadata={"example": {"monday": [{"start": "09:00", "end": "12:00"}]}})
-    min_notice_minutes = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, MINUTES_PER_YEAR))
+    min_notice_minutes = fields.Integer(strict=True, load_default=0,
+                                        validate=validate.Range(0, MINUTES_PER_YEAR))
     max_advance_days = fields.Integer(strict=True, load_default=365, validate=validate.Range(1, 3650))
 
     @validates("weekly_schedule")
