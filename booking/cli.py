@@ -61,7 +61,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     port = str(args.port or get_settings().port)
     with service_urls(with_redis=True) as urls:
         prepare_database()
-        env = {**os.environ, **urls, "PORT": port, "BIND_HOST": os.environ.get("BIND_HOST", "127.0.0.1")}
+        env = {**os.environ, **urls, "PORT": port,
+               "BIND_HOST": os.environ.get("BIND_HOST", "127.0.0.1"),
+               # the Procfile's gunicorn and dramatiq are the ones installed beside us
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
         print_banner(port)
         return run_procfile(env, port)
 
