@@ -15,3 +15,6 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
+# gunicorn's control socket defaults to one path per user; several servers on one
+# host (tests, benchmarks, `make run`) would fight over it, and we never use it.
+control_socket_disable = True

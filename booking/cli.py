@@ -80,15 +80,19 @@ def run_procfile(env: dict[str, str], port: str) -> int:
     honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", str(REPO_ROOT / "Procfile"),
                                "-d", str(REPO_ROOT), "-p", port], env=env)
 
+    stopping = []
+
     def forward(signum, _frame):
+        stopping.append(signum)
         honcho.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     while True:
         try:
-            return honcho.wait()
+            code = honcho.wait()
+            return 0 if stopping else code
         except KeyboardInterrupt:
-            continue  # the terminal sent SIGINT to honcho too; wait for it to finish
+            stopping.append(signal.SIGINT)  # the terminal sent it to honcho too; wait for it
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:

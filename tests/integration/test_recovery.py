@@ -3,7 +3,6 @@
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import redis
 from sqlalchemy import text
 
 from booking import notify
@@ -46,9 +45,11 @@ def test_a_worker_killed_mid_drain_loses_nothing_and_decides_nothing_twice(
 
     # One-request batches make the drain long enough to be interrupted.
     doomed = start_workers(processes=1, threads=2, BOOKING_DECIDE_BATCH_SIZE="1")
-    assert notify.wait_for_message(watcher, timeout=60)  # the 21st request was just decided
-    doomed.kill()
-    watcher.close()
+    try:
+        assert notify.wait_for_message(watcher, timeout=60)  # the 21st request was just decided
+    finally:
+        doomed.kill()
+        watcher.close()
     queued_after_kill = count(db, "SELECT count(*) FROM booking_requests WHERE status = 'queued'")
 
     survivor = start_workers(processes=1)
@@ -86,4 +87,3 @@ def test_redis_client_recovers_after_restart(stack):
     stack.redis.stop()
     stack.redis.start()
     assert notify.redis_client().ping()
-    assert isinstance(notify.redis_client(), redis.Redis)
