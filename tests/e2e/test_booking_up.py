@@ -1,0 +1,59 @@
+"""`booking up` (what `make run` runs): embedded servers, migrations, Procfile, clean stop."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from booking.stack import free_port, port_is_open
+from tests.conftest import ProcessGroup
+
+ADMIN_KEY = "bk_e2e_admin_key_for_this_test_only"
+ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
+
+
+def wait_until_ready(base_url: str, service: ProcessGroup, timeout: float = 120) -> None:
+    service.wait_for_output("Worker process is ready for action.", timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)  # gunicorn announces nothing when its socket starts answering
+    raise TimeoutError(f"{base_url}/readyz never answered 200:\n{''.join(service.output[-40:])}")
+
+
+def test_booking_up_serves_decides_and_stops_what_it_started(tmp_path):
+    port, home = free_port(), tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(BOOKING_HOME=str(home), PORT=str(port), BOOKING_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY,
+               PYTHONUNBUFFERED="1")
+    service = ProcessGroup([sys.executable, "-m", "booking.cli", "up"], env)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base_url, service)
+        api = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        provider = api.post("/v1/providers", json={
+            "name": "Dr. E2E", "timezone": "Asia/Tokyo", "weekly_schedule": ALL_WEEK}).json()
+        start = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+        request = api.post("/v1/bookings", json={"provider_id": provider["id"], "customer_id": "c",
+                                                 "start": start.isoformat()}).json()
+        decided = api.get(f"/v1/booking-requests/{request['id']}", params={"wait": 30}).json()
+    finally:
+        os.kill(service.process.pid, signal.SIGTERM)  # as `kill <pid of booking up>` would
+        exit_code = service.process.wait(timeout=60)
+
+    assert decided["status"] == "succeeded"
+    assert decided["booking"]["start"].endswith("+09:00")
+    assert exit_code == 0
+    ports = json.loads((home / "stack.json").read_text())
+    assert not any(port_is_open(p) for p in ports.values())
+    assert subprocess.run(["pgrep", "-f", str(home)], capture_output=True).returncode == 1
