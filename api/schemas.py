@@ -205,6 +205,10 @@ class IfMatchHeader(Schema):
     if_match = fields.String(data_key="If-Match", validate=validate.Length(max=64))
 
 
+class ChangeHeaders(IdempotencyHeader, IfMatchHeader):
+    """Reschedule and cancel take both."""
+
+
 class BookingOut(Schema):
     id = fields.UUID()
     provider_id = fields.UUID()

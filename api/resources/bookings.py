@@ -8,13 +8,14 @@ from flask_smorest import Blueprint
 
 from api.auth import current_key
 from api.presenters import present_booking, present_request
-from api.resources.common import document_problems, etag
+from api.resources.common import document_problems, etag, parse_if_match
 from api.schemas import (
     BookingIn,
     BookingListQuery,
     BookingOut,
     BookingPage,
     CancelIn,
+    ChangeHeaders,
     IdempotencyHeader,
     RequestOut,
     RescheduleIn,
@@ -25,6 +26,7 @@ blp = Blueprint("bookings", __name__, url_prefix="/v1/bookings",
                 description="Submit create, reschedule and cancel requests; read bookings.")
 
 ACCEPTED_PROBLEMS = (400, 404, 413, 415, 422)
+CHANGE_PROBLEMS = (*ACCEPTED_PROBLEMS, 412)
 
 
 def accepted(request) -> tuple[dict, int, dict[str, str]]:
@@ -73,27 +75,29 @@ class Booking(MethodView):
 
 @blp.route("/<uuid:booking_id>/reschedule")
 class Reschedule(MethodView):
-    @blp.arguments(IdempotencyHeader, location="headers")
+    @blp.arguments(ChangeHeaders, location="headers")
     @blp.arguments(RescheduleIn)
     @blp.response(202, RequestOut)
-    @document_problems(blp, *ACCEPTED_PROBLEMS)
+    @document_problems(blp, *CHANGE_PROBLEMS)
     def post(self, headers, body, booking_id):
-        """Request to move a booking to another slot."""
+        """Request to move a booking to another slot (If-Match: the booking's ETag, optional)."""
         request = requests.submit_change(current_key(), "reschedule", booking_id, body["start"],
                                          None, body.get("callback_url"),
-                                         headers.get("idempotency_key"))
+                                         headers.get("idempotency_key"),
+                                         parse_if_match(headers.get("if_match")))
         return accepted(request)
 
 
 @blp.route("/<uuid:booking_id>/cancel")
 class Cancel(MethodView):
-    @blp.arguments(IdempotencyHeader, location="headers")
+    @blp.arguments(ChangeHeaders, location="headers")
     @blp.arguments(CancelIn)
     @blp.response(202, RequestOut)
-    @document_problems(blp, *ACCEPTED_PROBLEMS)
+    @document_problems(blp, *CHANGE_PROBLEMS)
     def post(self, headers, body, booking_id):
-        """Request to cancel a booking."""
+        """Request to cancel a booking (If-Match: the booking's ETag, optional)."""
         request = requests.submit_change(current_key(), "cancel", booking_id, None,
                                          body.get("reason"), body.get("callback_url"),
-                                         headers.get("idempotency_key"))
+                                         headers.get("idempotency_key"),
+                                         parse_if_match(headers.get("if_match")))
         return accepted(request)

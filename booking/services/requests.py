@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from booking import notify
 from booking.db import new_session
-from booking.services.errors import InvalidInput, NotFound
+from booking.services.errors import InvalidInput, NotFound, PreconditionFailed
 from booking.services.pagination import decode_cursor, page
 from models import ApiKey, Booking, BookingRequest, Provider
 
@@ -47,12 +47,15 @@ def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: 
 
 def submit_change(key: ApiKey, kind: str, booking_id: uuid.UUID, start: datetime | None,
                   cancel_reason: str | None, callback_url: str | None,
-                  idempotency_key: str | None) -> BookingRequest:
-    """Accept a reschedule or cancel of a booking the key can see (404 otherwise)."""
+                  idempotency_key: str | None, if_match: int | None = None) -> BookingRequest:
+    """Accept a reschedule or cancel of a booking the key can see (404 otherwise);
+    412 if `if_match` is given and the booking is at another version."""
     body = {"start": start, "reason": cancel_reason, "callback_url": callback_url}
 
     def build(session: Session) -> BookingRequest:
         booking = _visible_booking(session, key, booking_id)
+        if if_match is not None and booking.version != if_match:
+            raise PreconditionFailed(f"The booking is at version {booking.version}, not {if_match}.")
         return BookingRequest(kind=kind, provider_id=booking.provider_id, booking_id=booking.id,
                               customer_id=booking.customer_id, start=start,
                               cancel_reason=cancel_reason, callback_url=callback_url)

@@ -157,3 +157,19 @@ def test_revoked_key_answers_401(web, admin_api: Api, client_key):
     assert admin_api.http.delete(f"/v1/api-keys/{portal['id']}").status_code == 204
     response = httpx.get(f"{web}/v1/bookings", headers={"Authorization": f"Bearer {client_key}"})
     assert response.status_code == 401
+
+
+def test_if_match_guards_a_change_against_a_stale_booking(workers, admin_api, client_api):
+    provider = admin_api.create_provider(weekly_schedule=WEEKDAYS_9_TO_17)
+    booking = client_api.decided(client_api.submit(provider["id"], next_weekday_at(9).isoformat())["id"])
+    url = f"/v1/bookings/{booking['booking']['id']}"
+    etag = client_api.http.get(url).headers["ETag"]
+
+    moved = client_api.http.post(f"{url}/reschedule", json={"start": next_weekday_at(10).isoformat()},
+                                 headers={"If-Match": etag})
+    client_api.decided(moved.json()["id"])
+    stale = client_api.http.post(f"{url}/cancel", json={}, headers={"If-Match": etag})
+
+    assert moved.status_code == 202
+    assert stale.status_code == 412
+    assert client_api.http.get(url).headers["ETag"] != etag
