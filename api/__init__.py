@@ -52,10 +52,10 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from api.resources import api_keys, booking_requests, bookings, health, providers
+    from api.resources import api_keys, booking_requests, bookings, health, providers, webhooks
 
     app.register_blueprint(health.blp)
-    for module in (providers, bookings, booking_requests, api_keys):
+    for module in (providers, bookings, booking_requests, api_keys, webhooks):
         api.register_blueprint(module.blp)
 
 

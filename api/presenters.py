@@ -55,3 +55,17 @@ def present_request(request: BookingRequest) -> dict:
 def present_key(api_key: ApiKey) -> dict:
     return {"id": api_key.id, "name": api_key.name, "role": api_key.role,
             "created_at": api_key.created_at, "revoked_at": api_key.revoked_at}
+
+
+def present_endpoint(endpoint) -> dict:
+    return {name: getattr(endpoint, name) for name in ("id", "url", "events", "all_clients", "created_at")}
+
+
+def present_delivery(delivery, zone: str) -> dict:
+    return {
+        "id": delivery.id, "url": delivery.url, "type": delivery.event_type,
+        "webhook_id": delivery.message_id, "status": delivery.status,
+        "next_attempt_at": local(delivery.next_attempt_at, zone),
+        "attempts": [{"at": local(a.at, zone), "status_code": a.status_code, "error": a.error,
+                      "duration_ms": a.duration_ms} for a in delivery.attempts],
+    }

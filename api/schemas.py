@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from booking.webhooks import EVENT_TYPES
 from models.calendar import ScheduleError, parse_weekly_schedule
 
 TEXT = validate.Length(min=1, max=255)
@@ -267,6 +268,56 @@ class RequestListQuery(PageQuery):
 class WaitQuery(Schema):
     wait = fields.Float(load_default=0, validate=validate.Range(0, 30),
                         metadata={"description": "Seconds to wait for the decision (at most 30)."})
+
+
+# --- webhooks -----------------------------------------------------------------
+
+class EndpointIn(Schema):
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False,
+                     validate=validate.Length(max=2048))
+    events = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), required=True,
+                         validate=validate.Length(min=1, max=len(EVENT_TYPES)))
+    all_clients = fields.Boolean(load_default=False,
+                                 metadata={"description": "Admin only: every client's events."})
+
+
+class EndpointOut(Schema):
+    id = fields.UUID()
+    url = fields.String()
+    events = fields.List(fields.String())
+    all_clients = fields.Boolean()
+    created_at = fields.DateTime(format="iso")
+
+
+class EndpointList(Schema):
+    items = fields.List(fields.Nested(EndpointOut))
+
+
+class AttemptOut(Schema):
+    at = fields.DateTime(format="iso")
+    status_code = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    duration_ms = fields.Integer()
+
+
+class DeliveryOut(Schema):
+    id = fields.UUID()
+    url = fields.String()
+    type = fields.String()
+    webhook_id = fields.String()
+    status = fields.String(metadata={"enum": ["pending", "delivered", "failed"]})
+    attempts = fields.List(fields.Nested(AttemptOut))
+    next_attempt_at = fields.DateTime(format="iso", allow_none=True)
+
+
+class DeliveryList(Schema):
+    items = fields.List(fields.Nested(DeliveryOut))
+
+
+class RotatedSecret(Schema):
+    id = fields.UUID()
+    webhook_secret = fields.String(metadata={"description": "Shown only once."})
+    previous_secret_expires_at = fields.DateTime(format="iso")
 
 
 # --- API keys -----------------------------------------------------------------

@@ -52,6 +52,17 @@ def enqueue_decision(provider_id: uuid.UUID) -> bool:
         return False
 
 
+def enqueue_deliveries(delivery_ids: Iterable[uuid.UUID]) -> None:
+    """Hand webhook deliveries to the webhook workers; best effort, the sweep covers misses."""
+    from workers.actors import deliver_webhook
+
+    for delivery_id in delivery_ids:
+        try:
+            deliver_webhook.send(str(delivery_id))
+        except Exception as error:  # noqa: BLE001 - the outbox row stays pending for the sweep
+            log.warning("could not enqueue webhook delivery %s: %s", delivery_id, error)
+
+
 def publish_decisions(request_ids: Iterable[uuid.UUID]) -> None:
     """Wake long-polling clients. Best effort: a missed wake-up only costs the poll's timeout."""
     try:

@@ -7,6 +7,7 @@ import dramatiq
 
 import workers.broker  # noqa: F401 - the broker must be set before actors are declared
 from workers.decide import decide_provider_queue
+from workers.deliver import deliver
 from workers.redrive import Redrive
 
 dramatiq.get_broker().add_middleware(Redrive())
@@ -17,3 +18,12 @@ def decide_provider(provider_id: str) -> None:
     """Decide the provider's queued requests in acceptance order, unless another
     worker holds its lease (that worker looks again before letting go)."""
     decide_provider_queue(uuid.UUID(provider_id))
+
+
+@dramatiq.actor(queue_name="webhooks", max_retries=20, min_backoff=1_000, max_backoff=60_000)
+def deliver_webhook(delivery_id: str) -> None:
+    """Make a webhook delivery's due attempt and schedule the next one if it failed.
+    Repeats are harmless: an attempt needs the delivery's lease and a due time."""
+    delay = deliver(uuid.UUID(delivery_id))
+    if delay is not None:
+        deliver_webhook.send_with_options(args=(delivery_id,), delay=int(delay * 1000))

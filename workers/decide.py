@@ -24,6 +24,7 @@ from models import Booking, BookingRequest, Provider, TimeOff
 from models.calendar import CalendarRules, Interval
 from models.decisions import BatchDecider, Decision, KnownBooking, PendingRequest
 from workers.lease import Lease, provider_lease_key
+from workers.outbox import write_outbox
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,9 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
         decisions = decider.decide_all([_pending(row) for row in snapshot.rows])
         claim_calendar(conn, provider_id, snapshot.provider_version)
         write_decisions(conn, provider_id, snapshot.rows, decisions, now)
+        deliveries = write_outbox(conn, [row.id for row in snapshot.rows])
     notify.publish_decisions(row.id for row in snapshot.rows)
+    notify.enqueue_deliveries(deliveries)
     return len(snapshot.rows)
 
 
@@ -247,5 +250,7 @@ def _fail_oldest_request(provider_id: uuid.UUID) -> int:
         conn.execute(update(requests_).where(requests_.c.id == oldest).values(
             status="failed", reason_code="internal_error",
             reason_message="the request could not be decided", decided_at=func.now()))
+        deliveries = write_outbox(conn, [oldest])
     notify.publish_decisions([oldest])
+    notify.enqueue_deliveries(deliveries)
     return 1

@@ -16,11 +16,13 @@ from sqlalchemy import func, select
 from booking import notify
 from booking.config import get_settings
 from booking.db import get_engine
-from models import BookingRequest
+from models import BookingRequest, WebhookDelivery
 from workers.lease import Lease, provider_lease_key
 
 log = logging.getLogger(__name__)
 REDRIVE_LEASE_KEY = "booking:lease:redrive"
+# Overdue this long, a delivery's message was lost (an attempt in flight holds its lease).
+LATE_AFTER_S = 5
 
 
 def stale_providers(older_than: timedelta) -> list:
@@ -48,9 +50,26 @@ def redrive_once() -> int:
         if not client.exists(provider_lease_key(provider_id)):
             decide_provider.send(str(provider_id))
             enqueued += 1
+    enqueued += redrive_late_deliveries()
     if enqueued:
-        log.info("re-drove %d provider queue(s)", enqueued)
+        log.info("re-drove %d provider queue(s) or webhook deliveries", enqueued)
     return enqueued
+
+
+def redrive_late_deliveries() -> int:
+    """Webhook deliveries whose attempt is overdue (their message was lost)."""
+    from workers.actors import deliver_webhook
+
+    deliveries = WebhookDelivery.__table__
+    with get_engine().connect() as conn:
+        late = list(conn.scalars(
+            select(deliveries.c.id).where(
+                deliveries.c.status == "pending",
+                deliveries.c.next_attempt_at < func.now() - timedelta(seconds=LATE_AFTER_S))
+            .limit(500)))
+    for delivery_id in late:
+        deliver_webhook.send(str(delivery_id))
+    return len(late)
 
 
 class Redrive(dramatiq.Middleware):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import admin_only
+from api.auth import admin_only, current_key
 from api.presenters import present_key
 from api.resources.common import document_problems
-from api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList
-from booking.services import keys
+from api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList, RotatedSecret
+from booking.services import keys, webhooks
 
 blp = Blueprint("api_keys", __name__, url_prefix="/v1/api-keys", description="API keys.")
 
@@ -41,3 +41,14 @@ class ApiKey(MethodView):
     def delete(self, key_id):
         """Revoke a key; it answers 401 from now on."""
         keys.revoke_key(key_id)
+
+
+@blp.route("/<uuid:key_id>/rotate-webhook-secret")
+class RotateWebhookSecret(MethodView):
+    @blp.response(200, RotatedSecret)
+    @document_problems(blp, 404)
+    def post(self, key_id):
+        """A new webhook secret (shown once); the old one also signs during the grace period."""
+        api_key, secret = webhooks.rotate_webhook_secret(current_key(), key_id)
+        return {"id": api_key.id, "webhook_secret": secret,
+                "previous_secret_expires_at": api_key.previous_secret_expires_at}

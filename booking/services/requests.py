@@ -16,7 +16,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from booking import notify
+from booking import notify, webhooks
 from booking.db import new_session
 from booking.services.errors import InvalidInput, NotFound, PreconditionFailed
 from booking.services.pagination import decode_cursor, page
@@ -31,9 +31,17 @@ def fingerprint(kind: str, target: uuid.UUID, body: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def check_callback_url(url: str | None, field: str = "callback_url") -> None:
+    """422 naming `field` if we would refuse to call `url` (see booking.webhooks)."""
+    reason = webhooks.unsafe_url_reason(url) if url else None
+    if reason:
+        raise InvalidInput(f"We will not call this URL: {reason}.", {field: [reason]})
+
+
 def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: datetime,
                   callback_url: str | None, idempotency_key: str | None) -> BookingRequest:
     """Accept a request to book `start` with a provider. 422 if the provider is unknown."""
+    check_callback_url(callback_url)
     body = {"customer_id": customer_id, "start": start, "callback_url": callback_url}
 
     def build(session: Session) -> BookingRequest:
@@ -50,6 +58,7 @@ def submit_change(key: ApiKey, kind: str, booking_id: uuid.UUID, start: datetime
                   idempotency_key: str | None, if_match: int | None = None) -> BookingRequest:
     """Accept a reschedule or cancel of a booking the key can see (404 otherwise);
     412 if `if_match` is given and the booking is at another version."""
+    check_callback_url(callback_url)
     body = {"start": start, "reason": cancel_reason, "callback_url": callback_url}
 
     def build(session: Session) -> BookingRequest:

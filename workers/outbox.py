@@ -1,0 +1,78 @@
+"""The webhook outbox, written inside the decision's transaction: one delivery per
+decided request with a callback_url, and one per subscribed endpoint and event. The
+payload is frozen here, so every retry sends the same bytes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, or_, select
+from sqlalchemy.orm import Session, joinedload
+
+from models import BookingRequest, WebhookDelivery, WebhookEndpoint
+
+BOOKING_EVENTS = {"create": "booking.confirmed", "reschedule": "booking.rescheduled",
+                  "cancel": "booking.cancelled"}
+
+
+def write_outbox(conn: Connection, request_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Queue the webhooks that these just-decided requests call for. Returns delivery ids."""
+    with Session(bind=conn) as session:
+        decided = list(session.scalars(
+            select(BookingRequest).options(joinedload(BookingRequest.provider),
+                                           joinedload(BookingRequest.booking))
+            .where(BookingRequest.id.in_(request_ids))))
+        endpoints = _endpoints_for(session, {r.api_key_id for r in decided})
+        if not endpoints and not any(r.callback_url for r in decided):
+            return []
+        deliveries = [d for request in decided for d in _deliveries_for(request, endpoints)]
+        session.add_all(deliveries)
+        session.flush()
+        return [d.id for d in deliveries]
+
+
+def _endpoints_for(session: Session, key_ids: set[uuid.UUID]) -> list[WebhookEndpoint]:
+    return list(session.scalars(select(WebhookEndpoint).where(
+        or_(WebhookEndpoint.api_key_id.in_(key_ids), WebhookEndpoint.all_clients))))
+
+
+def _deliveries_for(request: BookingRequest, endpoints: list[WebhookEndpoint]) -> list[WebhookDelivery]:
+    request_event = f"booking_request.{request.status}"
+    booking_event = BOOKING_EVENTS[request.kind] if request.status == "succeeded" else None
+    deliveries = []
+    if request.callback_url:
+        deliveries.append(_delivery(request, request_event, request.callback_url, request.api_key_id))
+    for endpoint in endpoints:
+        if endpoint.api_key_id != request.api_key_id and not endpoint.all_clients:
+            continue
+        for event in (request_event, booking_event):
+            if event in endpoint.events:
+                deliveries.append(_delivery(request, event, endpoint.url, endpoint.api_key_id,
+                                            endpoint.id))
+    return deliveries
+
+
+def _delivery(request: BookingRequest, event: str, url: str, signer: uuid.UUID,
+              endpoint_id: uuid.UUID | None = None) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=uuid.uuid4(), message_id=f"msg_{uuid.uuid4().hex}", api_key_id=signer,
+        request_id=request.id, endpoint_id=endpoint_id, url=url, event_type=event,
+        payload=render_payload(request, event), status="pending", attempt_count=0,
+        next_attempt_at=datetime.now(UTC))
+
+
+def render_payload(request: BookingRequest, event: str) -> str:
+    """{"type", "timestamp", "data"}: data is the request exactly as GET returns it, or
+    the booking for booking.* events."""
+    from api.presenters import present_booking, present_request
+    from api.schemas import BookingOut, RequestOut
+
+    if event.startswith("booking."):
+        data = BookingOut().dump(present_booking(request.booking))
+    else:
+        data = RequestOut().dump(present_request(request))
+    return json.dumps({"type": event, "timestamp": datetime.now(UTC).isoformat(), "data": data},
+                      separators=(",", ":"))
