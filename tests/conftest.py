@@ -19,7 +19,10 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Short enough that recovery tests finish in seconds; long enough for a normal decision.
 WORKER_ENV = {"BOOKING_REDRIVE_INTERVAL": "0.5", "BOOKING_REDRIVE_AFTER": "1",
-              "BOOKING_LEASE_TTL_MS": "3000"}
+              "BOOKING_LEASE_TTL_MS": "3000",
+              # receivers in tests listen on loopback; the SSRF tests lift this themselves
+              "BOOKING_WEBHOOK_ALLOW_PRIVATE": "1", "BOOKING_WEBHOOK_RETRY_SCHEDULE": "0.3,0.3",
+              "BOOKING_WEBHOOK_TIMEOUT": "30"}
 
 
 @pytest.fixture(scope="session")
@@ -134,9 +137,11 @@ def service_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
 
 
-def start_workers(processes: int = 2, threads: int = 4, **env: str) -> ProcessGroup:
+def start_workers(processes: int = 2, threads: int = 4, queue: str = "decisions",
+                  **env: str) -> ProcessGroup:
+    """Real `dramatiq` worker processes for one queue, as the Procfile runs them."""
     workers = ProcessGroup(
-        [sys.executable, "-m", "dramatiq", "workers.broker", "workers.actors", "--queues", "decisions",
+        [sys.executable, "-m", "dramatiq", "workers.broker", "workers.actors", "--queues", queue,
          "--processes", str(processes), "--threads", str(threads)], service_env(**env))
     workers.wait_for_output("Worker process is ready for action.", count=processes)
     return workers
