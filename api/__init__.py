@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from api.auth import authenticate_request
 from api.extensions import api
+from api.limits import init_rate_limits
 from api.problems import problem
+from api.security import init_security, limit_json_depth
+from booking.config import require_redis_url
+from booking.secrets import application_key
 from booking.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -32,11 +37,14 @@ def default_config() -> dict:
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         },
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
+        "RATE_LIMIT_SUBMIT": os.environ.get("BOOKING_RATE_LIMIT_SUBMIT") or "50/second",
+        "RATE_LIMIT_READ": os.environ.get("BOOKING_RATE_LIMIT_READ") or "200/second",
         "JSON_SORT_KEYS": False,
     }
 
 
 def create_app(config: dict | None = None) -> Flask:
+    application_key()  # fail at boot, not at the first key created, if it is missing
     app = Flask(__name__)
     app.config.update(default_config())
     app.config.update(config or {})
@@ -49,18 +57,20 @@ def create_app(config: dict | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     api.init_app(app)
+    init_rate_limits(app, require_redis_url())
 
 
 def register_blueprints(app: Flask) -> None:
     from api.resources import api_keys, booking_requests, bookings, health, providers, webhooks
 
-    app.register_blueprint(health.blp)
-    for module in (providers, bookings, booking_requests, api_keys, webhooks):
+    for module in (health, providers, bookings, booking_requests, api_keys, webhooks):
         api.register_blueprint(module.blp)
 
 
 def register_hooks(app: Flask) -> None:
+    init_security(app)
     app.before_request(require_json_body)
+    app.before_request(limit_json_depth)
     app.before_request(authenticate_request)
 
 
@@ -81,7 +91,8 @@ def _has_body() -> bool:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError):
-        return problem(error.status, error.title, error.detail, error.errors, **error.extra)
+        return problem(error.status, error.title, error.detail, error.errors,
+                       headers=error.headers, **error.extra)
 
     @app.errorhandler(RecursionError)
     def too_deep(_error):

@@ -6,6 +6,7 @@ import functools
 
 from flask import g, request
 
+from api.limits import enforce_rate_limit
 from api.problems import problem
 from booking.services import keys
 from booking.services.errors import Forbidden
@@ -16,15 +17,15 @@ UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="booking"'}
 
 def authenticate_request():
     """before_request hook: a /v1 request needs a valid, unrevoked key."""
-    if not request.path.startswith("/v1/"):
-        return None
+    if not request.path.startswith("/v1/") or request.routing_exception is not None:
+        return None  # unknown paths and methods answer 404/405, keyed or not
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     api_key = keys.authenticate(token.strip()) if scheme.lower() == "bearer" and token else None
     if api_key is None:
         return problem(401, "Unauthorized", "A valid API key is required: Authorization: Bearer <key>.",
                        headers=UNAUTHORIZED_HEADERS)
     g.api_key = api_key
-    return None
+    return enforce_rate_limit()
 
 
 def current_key() -> ApiKey:

@@ -38,6 +38,9 @@ class ProblemSchema(Schema):
     status = fields.Integer()
     detail = fields.String()
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    bookings = fields.List(fields.String(), metadata={"description": "409: the bookings in the way"})
+    checks = fields.Dict(keys=fields.String(), values=fields.String(),
+                         metadata={"description": "503 from /readyz: each dependency's state"})
 
 
 # --- pagination ---------------------------------------------------------------
@@ -48,6 +51,10 @@ class PageQuery(Schema):
 
 
 # --- providers ----------------------------------------------------------------
+
+TIMEZONE_DOC = {"minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$",
+                "example": "Europe/Berlin"}
+
 
 def validate_timezone(name: str) -> None:
     if name not in _ZONES:
@@ -60,7 +67,7 @@ def validate_timezone(name: str) -> None:
 
 class ProviderIn(Schema):
     name = fields.String(required=True, validate=TEXT)
-    timezone = fields.String(required=True, validate=validate_timezone)
+    timezone = fields.String(required=True, validate=validate_timezone, metadata=TIMEZONE_DOC)
     slot_minutes = fields.Integer(strict=True, load_default=30, validate=validate.Range(5, 24 * 60))
     weekly_schedule = fields.Dict(required=True, keys=fields.String(), values=fields.Raw(),
                                   metadata={"example": {"monday": [{"start": "09:00", "end": "12:00"}]}})
@@ -81,7 +88,7 @@ class ProviderPatch(ProviderIn):
         partial = True
 
     name = fields.String(validate=TEXT)
-    timezone = fields.String(validate=validate_timezone)
+    timezone = fields.String(validate=validate_timezone, metadata=TIMEZONE_DOC)
     slot_minutes = fields.Integer(strict=True, validate=validate.Range(5, 24 * 60))
     weekly_schedule = fields.Dict(keys=fields.String(), values=fields.Raw())
     min_notice_minutes = fields.Integer(strict=True, validate=validate.Range(0, MINUTES_PER_YEAR))
@@ -342,3 +349,8 @@ class ApiKeyCreated(ApiKeyOut):
 
 class ApiKeyList(Schema):
     items = fields.List(fields.Nested(ApiKeyOut))
+
+
+class HealthOut(Schema):
+    status = fields.String()
+    checks = fields.Dict(keys=fields.String(), values=fields.String())

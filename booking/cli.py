@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from booking.config import get_settings
 from booking.db import REPO_ROOT
+from booking.secrets import ensure_local_secret_key
 
 log = logging.getLogger("booking")
 
@@ -34,6 +35,7 @@ def service_urls(with_redis: bool) -> Iterator[dict[str, str]]:
         return
     stack = EmbeddedStack(settings.home)
     if not urls["DATABASE_URL"]:
+        ensure_local_secret_key(settings.home)
         print(f"Starting embedded PostgreSQL under {settings.home} ...", flush=True)
     try:
         stack.start(with_redis=needs_redis)
@@ -110,9 +112,9 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
     with service_urls(with_redis=False):
         prepare_database()
-        api_key, plaintext = create_key(args.name, args.role)
-    print(json.dumps({"id": str(api_key.id), "name": api_key.name, "role": api_key.role,
-                      "key": plaintext, "webhook_secret": api_key.webhook_secret}, indent=2))
+        created = create_key(args.name, args.role)
+    print(json.dumps({"id": str(created.api_key.id), "name": args.name, "role": args.role,
+                      "key": created.key, "webhook_secret": created.webhook_secret}, indent=2))
     return 0
 
 

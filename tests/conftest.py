@@ -22,7 +22,9 @@ WORKER_ENV = {"BOOKING_REDRIVE_INTERVAL": "0.5", "BOOKING_REDRIVE_AFTER": "1",
               "BOOKING_LEASE_TTL_MS": "3000",
               # receivers in tests listen on loopback; the SSRF tests lift this themselves
               "BOOKING_WEBHOOK_ALLOW_PRIVATE": "1", "BOOKING_WEBHOOK_RETRY_SCHEDULE": "0.3,0.3",
-              "BOOKING_WEBHOOK_TIMEOUT": "30"}
+              "BOOKING_WEBHOOK_TIMEOUT": "30", "BOOKING_SECRET_KEY": "test-only-secret-key",
+              # generous budgets; the rate-limit tests set their own
+              "BOOKING_RATE_LIMIT_SUBMIT": "100000/second", "BOOKING_RATE_LIMIT_READ": "100000/second"}
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +49,20 @@ def stack(tmp_path_factory) -> Iterator:
 def db(stack):
     """Empty tables for each test."""
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
 
     from booking.db import get_engine
 
-    with get_engine().begin() as conn:
-        conn.execute(text("TRUNCATE booking_requests, bookings, time_off, providers, api_keys CASCADE"))
+    for attempt in range(10):
+        try:
+            with get_engine().begin() as conn:
+                conn.execute(text("TRUNCATE webhook_attempts, webhook_deliveries, webhook_endpoints, "
+                                  "booking_requests, bookings, time_off, providers, api_keys"))
+            break
+        except OperationalError:
+            # a running worker's sweep query can deadlock with TRUNCATE's table locks
+            if attempt == 9:
+                raise
     yield get_engine()
 
 
@@ -59,21 +70,21 @@ def db(stack):
 def admin_key(db) -> str:
     from booking.services.keys import create_key
 
-    return create_key("test admin", "admin")[1]
+    return create_key("test admin", "admin").key
 
 
 @pytest.fixture
 def client_key(db) -> str:
     from booking.services.keys import create_key
 
-    return create_key("portal", "client")[1]
+    return create_key("portal", "client").key
 
 
 @pytest.fixture
 def other_client_key(db) -> str:
     from booking.services.keys import create_key
 
-    return create_key("reception desk", "client")[1]
+    return create_key("reception desk", "client").key
 
 
 @pytest.fixture(scope="session")

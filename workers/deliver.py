@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from booking import notify, webhooks
 from booking.db import new_session
+from booking.secrets import unseal
 from models import ApiKey, WebhookAttempt, WebhookDelivery
 from workers.lease import Lease
 
@@ -49,10 +50,10 @@ def _load_due(delivery_id: uuid.UUID) -> tuple[WebhookDelivery, list[str]] | Non
 
 
 def signing_secrets(api_key: ApiKey) -> list[str]:
-    secrets = [api_key.webhook_secret]
+    secrets = [unseal(api_key.webhook_secret)]
     expires = api_key.previous_secret_expires_at
     if api_key.previous_webhook_secret and expires and expires > datetime.now(UTC):
-        secrets.append(api_key.previous_webhook_secret)
+        secrets.append(unseal(api_key.previous_webhook_secret))
     return secrets
 
 

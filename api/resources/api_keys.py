@@ -29,8 +29,9 @@ class ApiKeys(MethodView):
     @document_problems(blp, 400, 403, 413, 415, 422)
     def post(self, fields):
         """Create a key; its plaintext and webhook secret appear only in this answer."""
-        api_key, plaintext = keys.create_key(fields["name"], fields["role"])
-        return {**present_key(api_key), "key": plaintext, "webhook_secret": api_key.webhook_secret}
+        created = keys.create_key(fields["name"], fields["role"])
+        return {**present_key(created.api_key), "key": created.key,
+                "webhook_secret": created.webhook_secret}
 
 
 @blp.route("/<uuid:key_id>")

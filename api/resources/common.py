@@ -17,6 +17,7 @@ PROBLEM_DESCRIPTIONS = {
     413: "Body too large",
     415: "Body is not application/json",
     422: "Invalid fields; `errors` names each one",
+    429: "Rate limit or undecided-request cap reached; see Retry-After",
 }
 
 
@@ -24,7 +25,7 @@ def document_problems(blueprint: Blueprint, *codes: int):
     """Declare the problem+json answers a view can give, for the OpenAPI document."""
 
     def decorate(view):
-        for code in sorted({401, *codes}):
+        for code in sorted({401, 429, *codes}):
             view = blueprint.alt_response(code, schema=ProblemSchema,
                                           description=PROBLEM_DESCRIPTIONS[code],
                                           content_type="application/problem+json")(view)

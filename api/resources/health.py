@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask.views import MethodView
+from flask_smorest import Blueprint
 from sqlalchemy import text
 
 from api.problems import problem
+from api.schemas import HealthOut, ProblemSchema
 from booking import notify
 from booking.db import get_engine
 
-blp = Blueprint("health", __name__)
+blp = Blueprint("health", __name__, description="Liveness and readiness (no API key).")
 
 
-@blp.get("/healthz")
-def healthz():
-    return jsonify(status="ok")
+@blp.route("/healthz")
+class Health(MethodView):
+    @blp.response(200, HealthOut)
+    @blp.doc(security=[])
+    def get(self):
+        """The process is alive."""
+        return {"status": "ok"}
 
 
-@blp.get("/readyz")
-def readyz():
-    checks = {"postgres": _check_postgres(), "redis": _check_redis()}
-    if all(ok == "ok" for ok in checks.values()):
-        return jsonify(status="ready", checks=checks)
-    return problem(503, "Service Unavailable", "A dependency is unreachable.", checks=checks)
+@blp.route("/readyz")
+class Ready(MethodView):
+    @blp.response(200, HealthOut)
+    @blp.alt_response(503, schema=ProblemSchema, content_type="application/problem+json",
+                      description="PostgreSQL or Redis is unreachable")
+    @blp.doc(security=[])
+    def get(self):
+        """PostgreSQL and Redis are reachable (503 otherwise)."""
+        checks = {"postgres": _check_postgres(), "redis": _check_redis()}
+        if all(state == "ok" for state in checks.values()):
+            return {"status": "ready", "checks": checks}
+        return problem(503, "Service Unavailable", "A dependency is unreachable.", checks=checks)
 
 
 def _check_postgres() -> str:

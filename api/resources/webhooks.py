@@ -18,6 +18,7 @@ blp = Blueprint("webhooks", __name__, url_prefix="/v1",
 @blp.route("/webhook-endpoints")
 class Endpoints(MethodView):
     @blp.response(200, EndpointList)
+    @document_problems(blp)
     def get(self):
         """List this key's endpoints (an admin sees all)."""
         return {"items": [present_endpoint(e) for e in webhooks.list_endpoints(current_key())]}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 class ServiceError(Exception):
     status = 400
-    title = "Bad request"
+    title = "Bad Request"
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str, errors: dict[str, list[str]] | None = None, **extra):
         super().__init__(detail)
@@ -16,12 +17,12 @@ class ServiceError(Exception):
 
 class InvalidInput(ServiceError):
     status = 422
-    title = "Unprocessable request"
+    title = "Unprocessable Entity"
 
 
 class NotFound(ServiceError):
     status = 404
-    title = "Not found"
+    title = "Not Found"
 
 
 class Conflict(ServiceError):
@@ -31,9 +32,15 @@ class Conflict(ServiceError):
 
 class PreconditionFailed(ServiceError):
     status = 412
-    title = "Precondition failed"
+    title = "Precondition Failed"
 
 
 class Forbidden(ServiceError):
     status = 403
     title = "Forbidden"
+
+
+class TooManyRequests(ServiceError):
+    status = 429
+    title = "Too Many Requests"
+    headers = {"Retry-After": "1"}

@@ -7,10 +7,12 @@ import hashlib
 import secrets
 import uuid
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import select
 
 from booking.db import new_session
+from booking.secrets import seal
 from booking.services.errors import NotFound
 from models import ApiKey
 
@@ -30,14 +32,22 @@ def generate_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def create_key(name: str, role: str, key: str | None = None) -> tuple[ApiKey, str]:
-    """Create a key. Returns the row and the plaintext key, which is never stored."""
-    plaintext = key or generate_key()
+class NewKey(NamedTuple):
+    """A created key with its two secrets, which exist in plaintext only here."""
+
+    api_key: ApiKey
+    key: str
+    webhook_secret: str
+
+
+def create_key(name: str, role: str) -> NewKey:
+    """Create a key. The key is stored as a hash; the webhook secret sealed."""
+    plaintext, webhook_secret = generate_key(), generate_webhook_secret()
     api_key = ApiKey(id=uuid.uuid4(), name=name, role=role, key_hash=hash_key(plaintext),
-                     webhook_secret=generate_webhook_secret(), created_at=datetime.now(UTC))
+                     webhook_secret=seal(webhook_secret), created_at=datetime.now(UTC))
     with new_session() as session, session.begin():
         session.add(api_key)
-    return api_key, plaintext
+    return NewKey(api_key, plaintext, webhook_secret)
 
 
 def ensure_key(key: str, name: str = "bootstrap admin", role: str = "admin") -> None:
@@ -46,7 +56,7 @@ def ensure_key(key: str, name: str = "bootstrap admin", role: str = "admin") -> 
         existing = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
         if existing is None:
             session.add(ApiKey(id=uuid.uuid4(), name=name, role=role, key_hash=hash_key(key),
-                               webhook_secret=generate_webhook_secret()))
+                               webhook_secret=seal(generate_webhook_secret())))
         else:
             existing.role, existing.revoked_at = role, None
 

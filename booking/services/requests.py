@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from booking import notify, webhooks
 from booking.db import new_session
-from booking.services.errors import InvalidInput, NotFound, PreconditionFailed
+from booking.services.errors import InvalidInput, NotFound, PreconditionFailed, TooManyRequests
 from booking.services.pagination import decode_cursor, page
 from models import ApiKey, Booking, BookingRequest, Provider
 
@@ -80,6 +81,7 @@ def _accept(key: ApiKey, kind: str, target: uuid.UUID, body: dict[str, Any],
             earlier = _earlier_submission(session, key, idempotency_key, print_)
             if earlier is not None:
                 return earlier
+            _check_queued_cap(session, key)
             request = build(session)
             request.id, request.api_key_id, request.status = uuid.uuid4(), key.id, "queued"
             request.idempotency_key, request.request_fingerprint = idempotency_key, print_
@@ -92,6 +94,23 @@ def _accept(key: ApiKey, kind: str, target: uuid.UUID, body: dict[str, Any],
             return _earlier_submission(session, key, idempotency_key, print_)
     notify.enqueue_decision(request.provider_id)
     return request
+
+
+def _check_queued_cap(session: Session, key: ApiKey) -> None:
+    """One client may not flood the queues: 429 past BOOKING_MAX_QUEUED_PER_CLIENT
+    undecided requests. (Concurrent submits may overshoot by a few; it is a guard.)"""
+    cap = max_queued_per_client()
+    undecided = session.scalar(select(func.count()).select_from(
+        select(BookingRequest.id).where(BookingRequest.api_key_id == key.id,
+                                        BookingRequest.status == "queued").limit(cap).subquery()))
+    if undecided >= cap:
+        raise TooManyRequests(f"This key has {cap} undecided requests, the most allowed; "
+                              "wait for some to be decided.",
+                              {"api_key": [f"at most {cap} undecided requests"]})
+
+
+def max_queued_per_client() -> int:
+    return int(os.environ.get("BOOKING_MAX_QUEUED_PER_CLIENT") or 1000)
 
 
 def _earlier_submission(session: Session, key: ApiKey, idempotency_key: str | None,

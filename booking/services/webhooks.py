@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from booking import notify
 from booking.db import new_session
+from booking.secrets import seal
 from booking.services.errors import Forbidden, NotFound
 from booking.services.keys import generate_webhook_secret
 from booking.services.requests import check_callback_url, get_request
@@ -80,7 +81,8 @@ def rotate_webhook_secret(key: ApiKey, key_id: uuid.UUID) -> tuple[ApiKey, str]:
         target = session.get(ApiKey, key_id)
         if target is None or target.revoked_at is not None:
             raise NotFound("No such API key.")
+        new_secret = generate_webhook_secret()
         target.previous_webhook_secret = target.webhook_secret
         target.previous_secret_expires_at = datetime.now(UTC) + grace
-        target.webhook_secret = generate_webhook_secret()
-    return target, target.webhook_secret
+        target.webhook_secret = seal(new_secret)
+    return target, new_secret

@@ -30,7 +30,7 @@ def insert_booking(conn, provider_id, key_id, start, hours=1, status="confirmed"
 
 def test_sql_cannot_store_two_overlapping_confirmed_bookings(db):
     provider = make_provider()
-    key, _ = keys.create_key("k", "client")
+    key = keys.create_key("k", "client").api_key
     start = datetime(2030, 1, 7, 9, tzinfo=UTC)
     with db.begin() as conn:
         insert_booking(conn, provider.id, key.id, start)
@@ -41,7 +41,7 @@ def test_sql_cannot_store_two_overlapping_confirmed_bookings(db):
 
 def test_cancelled_and_adjacent_bookings_do_not_collide(db):
     provider = make_provider()
-    key, _ = keys.create_key("k", "client")
+    key = keys.create_key("k", "client").api_key
     start = datetime(2030, 1, 7, 9, tzinfo=UTC)
     with db.begin() as conn:
         insert_booking(conn, provider.id, key.id, start)
@@ -53,7 +53,7 @@ def test_cancelled_and_adjacent_bookings_do_not_collide(db):
 
 def test_a_decision_whose_calendar_went_stale_is_decided_again(db, monkeypatch):
     provider = make_provider()
-    key, _ = keys.create_key("k", "client")
+    key = keys.create_key("k", "client").api_key
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
     request = requests.submit_create(key, provider.id, "c", start, None, None)
     real_read = decide.read_snapshot
@@ -80,7 +80,7 @@ def test_a_decision_whose_calendar_went_stale_is_decided_again(db, monkeypatch):
 
 def test_deciding_again_decides_nothing_twice(db):
     provider = make_provider()
-    key, _ = keys.create_key("k", "client")
+    key = keys.create_key("k", "client").api_key
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
     requests.submit_create(key, provider.id, "c", start, None, None)
 
@@ -95,7 +95,7 @@ def test_a_held_lease_keeps_a_second_worker_out(db):
     from workers.lease import Lease, provider_lease_key
 
     provider = make_provider()
-    key, _ = keys.create_key("k", "client")
+    key = keys.create_key("k", "client").api_key
     requests.submit_create(key, provider.id, "c", datetime.now(UTC) + timedelta(days=2), None, None)
     holder = Lease(notify.redis_client(), provider_lease_key(provider.id), 10_000)
     assert holder.acquire()
