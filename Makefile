@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint migrate clean
+.PHONY: run test test-unit fuzz audit lock lint migrate clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ test: $(STAMP)  ## the whole suite against real PostgreSQL, Redis and worker pro
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+fuzz: $(STAMP)  ## schemathesis against the live OpenAPI with a larger budget than make test's
+	BOOKING_FUZZ_EXAMPLES=$${BOOKING_FUZZ_EXAMPLES:-200} $(BIN)/pytest tests/fuzz
+
+audit: $(STAMP)  ## pip-audit over the locked dependency set (needs PyPI's vulnerability API)
+	$(BIN)/pip-audit --strict --no-deps --disable-pip -r requirements.lock
+
+lock: $(STAMP)  ## refresh requirements.lock from the installed set
+	$(BIN)/pip freeze --exclude-editable > requirements.lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

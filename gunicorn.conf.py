@@ -18,3 +18,7 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
 # gunicorn's control socket defaults to one path per user; several servers on one
 # host (tests, benchmarks, `make run`) would fight over it, and we never use it.
 control_socket_disable = True
+# The largest request line gunicorn allows, so that every query the OpenAPI document
+# permits (a 255-character customer_id percent-encodes to ~3 KB) reaches the app and
+# gets a problem+json answer instead of gunicorn's HTML 414.
+limit_request_line = 8190

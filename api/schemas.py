@@ -47,7 +47,8 @@ class ProblemSchema(Schema):
 
 class PageQuery(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
-    cursor = fields.String(validate=validate.Length(max=1024))
+    cursor = fields.String(validate=[validate.Length(max=512), validate.Regexp(r"^[A-Za-z0-9_-]*$")],
+                           metadata={"description": "Opaque: next_cursor of the previous page."})
 
 
 # --- providers ----------------------------------------------------------------
