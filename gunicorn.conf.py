@@ -12,9 +12,12 @@ worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "16"))
 timeout = 60
 graceful_timeout = 20
-keepalive = 5
+# Longer than clients' idle expiry (httpx 5 s, most load balancers 60 s): otherwise a client
+# can reuse a connection at the instant the server closes it and see a reset.
+keepalive = 75
 accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
+# method and path only: a query string can carry whatever a client put there, secrets included
+access_log_format = '%(h)s %(p)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'  # %(p)s: the worker's <pid>
 # gunicorn's control socket defaults to one path per user; several servers on one
 # host (tests, benchmarks, `make run`) would fight over it, and we never use it.
 control_socket_disable = True
