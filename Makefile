@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit fuzz audit lock lint migrate clean
+.PHONY: run test test-unit bench fuzz audit lock lint migrate clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(STAMP)  ## the whole suite against real PostgreSQL, Redis and worker pro
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+bench: $(STAMP)  ## every system side by side; writes bench-results/latest.json and .png
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.run
 
 fuzz: $(STAMP)  ## schemathesis against the live OpenAPI with a larger budget than make test's
 	BOOKING_FUZZ_EXAMPLES=$${BOOKING_FUZZ_EXAMPLES:-200} $(BIN)/pytest tests/fuzz

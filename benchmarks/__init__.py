@@ -1,0 +1,1 @@
+"""`make bench`: the pipeline measured beside its ceiling and the usual alternatives."""

@@ -1,0 +1,91 @@
+"""The one load generator every system is measured with: Python threads, one HTTP
+connection each, closed loop (a client sends its next request when the last is
+done) or open loop (requests leave on a fixed schedule whatever happened before)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+
+# job(client, index) -> (accepted_at, decided_at, outcome); times from time.monotonic()
+Job = Callable[[httpx.Client, int], tuple[float, float, str]]
+
+
+@dataclass
+class Run:
+    started: float
+    finished: float = 0.0
+    accepted_times: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    outcomes: Counter = field(default_factory=Counter)
+
+    @property
+    def elapsed(self) -> float:
+        return self.finished - self.started
+
+    def accepted_per_s(self) -> float:
+        return len(self.accepted_times) / max(1e-9, max(self.accepted_times) - self.started)
+
+    def decided_per_s(self) -> float:
+        return len(self.latencies_ms) / max(1e-9, self.elapsed)
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def closed_loop(base_url: str, job: Job, clients: int, total: int, headers=None) -> Run:
+    counter, lock = itertools.count(), threading.Lock()
+    run = Run(started=time.monotonic())
+
+    def client_loop():
+        with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
+            while (index := next(counter)) < total:
+                began = time.monotonic()
+                accepted_at, decided_at, outcome = job(client, index)
+                with lock:
+                    run.accepted_times.append(accepted_at)
+                    run.latencies_ms.append((decided_at - began) * 1000)
+                    run.outcomes[outcome] += 1
+
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run.finished = time.monotonic()
+    return run
+
+
+def open_loop(base_url: str, job: Job, rate: float, seconds: float, headers=None) -> Run:
+    """Requests leave at `rate` per second; latency counts from the scheduled send
+    time, so a slow server cannot hide its queueing (no coordinated omission)."""
+    total = max(1, int(rate * seconds))
+    run, lock = Run(started=time.monotonic()), threading.Lock()
+    local = threading.local()
+
+    def fire(index: int, scheduled: float):
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=base_url, headers=headers, timeout=60)
+        accepted_at, decided_at, outcome = job(local.client, index)
+        with lock:
+            run.accepted_times.append(accepted_at)
+            run.latencies_ms.append((decided_at - scheduled) * 1000)
+            run.outcomes[outcome] += 1
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        for index in range(total):
+            scheduled = run.started + index / rate
+            time.sleep(max(0.0, scheduled - time.monotonic()))
+            pool.submit(fire, index, scheduled)
+    run.finished = time.monotonic()
+    return run

@@ -1,0 +1,80 @@
+"""The benchmark's table, ratios against baselines of the same run, and chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+COLUMNS = ("accepted_per_s", "decided_per_s", "p50_ms", "p95_ms", "p99_ms", "double_bookings", "rss_mb")
+
+
+def ratio(report: dict, scenario: str, system: str, other_scenario: str, other: str) -> float | None:
+    try:
+        mine = report["scenarios"][scenario][system]["decided_per_s"]
+        theirs = report["scenarios"][other_scenario][other]["decided_per_s"]
+        return round(mine / theirs, 2)
+    except (KeyError, ZeroDivisionError, TypeError):
+        return None
+
+
+def goals(report: dict) -> list[tuple[str, object, str]]:
+    scenarios = report["scenarios"]
+    uniform = scenarios.get("uniform", {}).get("pipeline", {})
+    doubles = [s.get("pipeline", {}).get("double_bookings") for s in scenarios.values()]
+    pipeline = "pipeline"
+    return [
+        ("pipeline uniform / ceiling uniform",
+         ratio(report, "uniform", pipeline, "uniform", "ceiling"), ">= 0.5"),
+        ("pipeline hot / pipeline uniform", ratio(report, "hot", pipeline, "uniform", pipeline), ">= 0.8"),
+        ("pipeline hot / sync-locked hot", ratio(report, "hot", pipeline, "hot", "sync-locked"), ">= 1.5"),
+        ("pipeline p99 at half load (ms)", uniform.get("p99_half_load_ms"), "<= 100"),
+        ("pipeline scale / pipeline uniform",
+         ratio(report, "scale", pipeline, "uniform", pipeline), ">= 0.8 (within 1.25x)"),
+        ("pipeline 2 workers / 1 worker",
+         ratio(report, "uniform-2w", pipeline, "uniform-1w", pipeline), "(scaling)"),
+        ("pipeline double bookings (all)", sum(d or 0 for d in doubles), "== 0"),
+    ]
+
+
+def print_table(report: dict) -> None:
+    print()
+    print(f"{'scenario':<12} {'system':<12} " + " ".join(f"{c:>15}" for c in COLUMNS))
+    for scenario, systems in report["scenarios"].items():
+        for system, figures in systems.items():
+            cells = " ".join(f"{_cell(figures.get(c)):>15}" for c in COLUMNS)
+            print(f"{scenario:<12} {system:<12} {cells}")
+    print("\nGoals (ratios within this run):")
+    for name, value, target in goals(report):
+        print(f"  {name:<38} {_cell(value):>10}   target {target}")
+    print()
+
+
+def _cell(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def write_chart(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(report["scenarios"])
+    systems = ["ceiling", "sync-naive", "sync-locked", "pipeline"]
+    fig, (throughput, latency) = plt.subplots(1, 2, figsize=(14, 5))
+    width = 0.2
+    for offset, system in enumerate(systems):
+        values = [report["scenarios"][s].get(system, {}).get("decided_per_s") or 0 for s in scenarios]
+        throughput.bar([i + offset * width for i in range(len(scenarios))], values, width, label=system)
+    throughput.set_xticks([i + 1.5 * width for i in range(len(scenarios))], scenarios, rotation=20)
+    throughput.set_ylabel("decided per second")
+    throughput.set_title("Throughput by system and scenario")
+    throughput.legend()
+    for offset, pct in enumerate(("p50_ms", "p95_ms", "p99_ms")):
+        values = [report["scenarios"][s].get("pipeline", {}).get(pct) or 0 for s in scenarios]
+        latency.bar([i + offset * 0.25 for i in range(len(scenarios))], values, 0.25, label=pct)
+    latency.set_xticks([i + 0.25 for i in range(len(scenarios))], scenarios, rotation=20)
+    latency.set_ylabel("submit -> decided (ms)")
+    latency.set_title("Pipeline latency percentiles (closed loop)")
+    latency.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

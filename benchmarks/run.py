@@ -1,0 +1,187 @@
+"""`make bench`: every system on the same data, machine and load generator, back to
+back; a table on stdout, bench-results/latest.json and bench-results/latest.png.
+
+Systems: ceiling (pgbench, the pipeline's SQL per booking), sync-naive, sync-locked
+(benchmarks/sync_app.py), pipeline (this service: POST -> 202 -> long-poll).
+Scenarios: uniform, hot, contended, scale (uniform over 1M preloaded bookings), and
+uniform with 1 and 2 worker processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import data
+from benchmarks.ceiling import run_ceiling
+from benchmarks.load import Run, closed_loop, open_loop
+from benchmarks.report import print_table, write_chart
+from benchmarks.systems import PeakRss, pipeline_job, start_web, start_workers, sync_job
+
+CLIENTS = 16
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def figures(run: Run, double: int, rss: float) -> dict:
+    return {"accepted_per_s": round(run.accepted_per_s(), 1), "decided_per_s": round(run.decided_per_s(), 1),
+            "p50_ms": round(run.percentile(50), 1), "p95_ms": round(run.percentile(95), 1),
+            "p99_ms": round(run.percentile(99), 1), "double_bookings": double,
+            "rss_mb": round(rss, 1), "outcomes": dict(run.outcomes), "requests": len(run.latencies_ms)}
+
+
+class Bench:
+    def __init__(self, args, engine, env, pg_port, log_dir: Path):
+        self.args, self.engine, self.env, self.pg_port, self.log_dir = args, engine, env, pg_port, log_dir
+        self.results: dict[str, dict[str, dict]] = {}
+
+    def record(self, scenario: str, system: str, result: dict) -> None:
+        self.results.setdefault(scenario, {})[system] = result
+        say(f"  {scenario:<12} {system:<12} decided/s {result['decided_per_s']:>8}  "
+            f"p99 {result.get('p99_ms')} ms  double {result.get('double_bookings')}")
+
+    def setup(self, scenario: str, preload: int = 0):
+        key, key_id, providers = data.reset(self.engine, 1 if scenario in ("hot", "contended") else 1000)
+        if preload:
+            say(f"preloading {preload:,} bookings ...")
+            data.preload_bookings(self.engine, key_id, preload // len(providers))
+        return key, key_id, providers
+
+    def ceiling(self, scenario: str, key_id: str, providers: list[str]) -> None:
+        data.clear_run(self.engine)
+        result = run_ceiling(self.pg_port, key_id, len(providers), self.args.ceiling_seconds)
+        result.update(double_bookings=data.double_bookings(self.engine, "bookings"))
+        self.record(scenario, "ceiling", result)
+
+    def sync(self, scenario: str, mode: str, providers: list[str], total: int) -> None:
+        data.clear_run(self.engine)
+        env = {**self.env, "BENCH_SYNC_MODE": mode, "BENCH_SYNC_DSN": self.env["DATABASE_URL"]}
+        web, url = start_web("benchmarks.sync_app:create_app()", env, self.log_dir, f"sync-{mode}")
+        try:
+            with PeakRss([web]) as rss:
+                run = closed_loop(url, sync_job(data.requests_for(scenario, providers)), CLIENTS, total)
+        finally:
+            web.stop()
+        self.record(scenario, f"sync-{mode}",
+                    figures(run, data.double_bookings(self.engine, "bench_sync_bookings"), rss.peak))
+
+    def pipeline(self, scenario: str, key: str, providers: list[str], total: int,
+                 processes: int = 2, system: str = "pipeline", half_load: bool = False) -> None:
+        data.clear_run(self.engine)
+        web, url = start_web("api:create_app()", self.env, self.log_dir)
+        workers = start_workers(self.env, self.log_dir, processes)
+        headers = {"Authorization": f"Bearer {key}"}
+        job = pipeline_job(data.requests_for(scenario, providers))
+        try:
+            with PeakRss([web, workers]) as rss:
+                run = closed_loop(url, job, CLIENTS, total, headers)
+            result = figures(run, data.double_bookings(self.engine, "bookings"), rss.peak)
+            if half_load:
+                data.clear_run(self.engine)
+                rate = run.decided_per_s() / 2
+                say(f"  open loop at half the peak: {rate:.0f} requests/s ...")
+                half = open_loop(url, pipeline_job(data.requests_for(scenario, providers, seed=11)),
+                                 rate, self.args.half_load_seconds, headers)
+                result.update(p99_half_load_ms=round(half.percentile(99), 1),
+                              p50_half_load_ms=round(half.percentile(50), 1),
+                              half_load_rate=round(rate, 1))
+        finally:
+            web.stop()
+            workers.stop()
+        self.record(scenario, system, result)
+
+
+def run_all(bench: Bench, args) -> None:
+    n = args.requests
+    for scenario in ("uniform", "hot", "contended"):
+        say(f"scenario {scenario}")
+        key, key_id, providers = bench.setup(scenario)
+        if scenario != "contended":
+            bench.ceiling(scenario, key_id, providers)
+        bench.sync(scenario, "naive", providers, n)
+        bench.sync(scenario, "locked", providers, n)
+        bench.pipeline(scenario, key, providers, n, half_load=scenario == "uniform")
+    say("scenario scale")
+    key, key_id, providers = bench.setup("scale", preload=args.preload)
+    bench.ceiling("scale", key_id, providers)
+    bench.sync("scale", "locked", providers, n)
+    bench.pipeline("scale", key, providers, n)
+    say("scenario uniform by worker processes")
+    key, key_id, providers = bench.setup("uniform")
+    for processes in (1, 2):
+        bench.pipeline(f"uniform-{processes}w", key, providers, n, processes=processes)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=int(os.environ.get("BENCH_REQUESTS", 2000)))
+    parser.add_argument("--preload", type=int, default=1_000_000)
+    parser.add_argument("--ceiling-seconds", type=int, default=8)
+    parser.add_argument("--half-load-seconds", type=float, default=8)
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args(argv)
+    began = time.monotonic()
+    with bench_environment() as (engine, env, pg_port, log_dir):
+        bench = Bench(args, engine, env, pg_port, log_dir)
+        run_all(bench, args)
+    report = {"scenarios": bench.results, "machine": machine(),
+              "settings": {"clients": CLIENTS, "requests_per_run": args.requests,
+                           "preloaded_bookings": args.preload, "seconds": round(time.monotonic() - began)}}
+    args.out.mkdir(exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(report, indent=2))
+    write_chart(report, args.out / "latest.png")
+    print_table(report)
+    say(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.png'} "
+        f"in {report['settings']['seconds']} s")
+    return 0
+
+
+def machine() -> dict:
+    import psutil
+
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+class bench_environment:
+    """Embedded PostgreSQL and Redis (durable settings, as production would run) unless
+    DATABASE_URL / REDIS_URL are given; the schema from the migrations."""
+
+    def __enter__(self):
+        from booking.config import get_settings
+        from booking.db import get_engine, migrate
+        from booking.stack import EmbeddedStack
+
+        self.tmp = tempfile.TemporaryDirectory(prefix="booking-bench-")
+        home = Path(self.tmp.name)
+        self.stack = None
+        if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+            self.stack = EmbeddedStack(home / "stack", durable=True)
+            self.stack.start()
+            os.environ.update(DATABASE_URL=self.stack.postgres.url, REDIS_URL=self.stack.redis.url)
+        os.environ.setdefault("BOOKING_SECRET_KEY", "benchmark-only")
+        os.environ.update(BOOKING_RATE_LIMIT_SUBMIT="1000000/second",
+                          BOOKING_RATE_LIMIT_READ="1000000/second",
+                          BOOKING_MAX_QUEUED_PER_CLIENT="1000000")
+        get_settings.cache_clear()
+        migrate()
+        pg_port = int(os.environ["DATABASE_URL"].rsplit(":", 1)[1].split("/")[0])
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+        return get_engine(), env, pg_port, home
+
+    def __exit__(self, *exc):
+        if self.stack:
+            self.stack.stop()
+        self.tmp.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
