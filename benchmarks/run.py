@@ -121,7 +121,7 @@ def run_all(bench: Bench, args) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=int(os.environ.get("BENCH_REQUESTS", 2000)))
+    parser.add_argument("--requests", type=int, default=int(os.environ.get("BENCH_REQUESTS", 1200)))
     parser.add_argument("--preload", type=int, default=1_000_000)
     parser.add_argument("--ceiling-seconds", type=int, default=8)
     parser.add_argument("--half-load-seconds", type=float, default=8)

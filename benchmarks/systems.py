@@ -16,6 +16,7 @@ import psutil
 from booking.stack import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
+DECISION_POLL_MS = "10"  # as the Procfile runs the decision workers
 
 
 class Service:
@@ -84,7 +85,8 @@ def start_web(app: str, env: dict[str, str], log_dir: Path, name: str = "web") -
 def start_workers(env: dict[str, str], log_dir: Path, processes: int, threads: int = 8) -> Service:
     workers = Service(f"worker-{processes}p", [
         sys.executable, "-m", "dramatiq", "workers.broker", "workers.actors", "--queues", "decisions",
-        "--processes", str(processes), "--threads", str(threads)], env, log_dir)
+        "--processes", str(processes), "--threads", str(threads)],
+        {"dramatiq_worker_timeout": DECISION_POLL_MS, **env}, log_dir)
     workers.wait_for_log("Worker process is ready for action.", count=processes)
     return workers
 

@@ -29,7 +29,10 @@ def get_engine() -> Engine:
                     sqlalchemy_url(require_database_url()),
                     pool_size=int(os.environ.get("BOOKING_DB_POOL_SIZE") or 10),
                     max_overflow=10,
-                    pool_pre_ping=True,
+                    # No pre-ping: it costs a round trip per checkout (13 % of web time in the
+                    # profile). Connections are recycled instead; one broken by a database
+                    # restart fails one statement and is then discarded by the pool.
+                    pool_recycle=300,
                     pool_timeout=10,
                 )
                 _session_factory = sessionmaker(_engine, expire_on_commit=False)

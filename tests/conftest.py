@@ -153,7 +153,8 @@ def start_workers(processes: int = 2, threads: int = 4, queue: str = "decisions"
     """Real `dramatiq` worker processes for one queue, as the Procfile runs them."""
     workers = ProcessGroup(
         [sys.executable, "-m", "dramatiq", "workers.broker", "workers.actors", "--queues", queue,
-         "--processes", str(processes), "--threads", str(threads)], service_env(**env))
+         "--processes", str(processes), "--threads", str(threads)],
+        service_env(dramatiq_worker_timeout="10", **env))
     workers.wait_for_output("Worker process is ready for action.", count=processes)
     return workers
 

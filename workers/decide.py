@@ -115,7 +115,9 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
         decisions = decider.decide_all([_pending(row) for row in snapshot.rows])
         claim_calendar(conn, provider_id, snapshot.provider_version)
         write_decisions(conn, provider_id, snapshot.rows, decisions, now)
-        deliveries = write_outbox(conn, [row.id for row in snapshot.rows])
+        deliveries = write_outbox(conn, [row.id for row in snapshot.rows],
+                                  {row.api_key_id for row in snapshot.rows},
+                                  any(row.callback_url for row in snapshot.rows))
     notify.publish_decisions(row.id for row in snapshot.rows)
     notify.enqueue_deliveries(deliveries)
     return len(snapshot.rows)
@@ -241,16 +243,16 @@ def _fail_oldest_request(provider_id: uuid.UUID) -> int:
     does not block the provider's queue forever."""
     log.exception("request of provider %s cannot be decided; marking it failed", provider_id)
     with get_engine().begin() as conn:
-        oldest = conn.scalar(
-            select(requests_.c.id).where(requests_.c.provider_id == provider_id,
-                                         requests_.c.status == "queued")
-            .order_by(requests_.c.seq).limit(1).with_for_update())
+        oldest = conn.execute(
+            select(requests_.c.id, requests_.c.api_key_id, requests_.c.callback_url)
+            .where(requests_.c.provider_id == provider_id, requests_.c.status == "queued")
+            .order_by(requests_.c.seq).limit(1).with_for_update()).one_or_none()
         if oldest is None:
             return 0
-        conn.execute(update(requests_).where(requests_.c.id == oldest).values(
+        conn.execute(update(requests_).where(requests_.c.id == oldest.id).values(
             status="failed", reason_code="internal_error",
             reason_message="the request could not be decided", decided_at=func.now()))
-        deliveries = write_outbox(conn, [oldest])
-    notify.publish_decisions([oldest])
+        deliveries = write_outbox(conn, [oldest.id], {oldest.api_key_id}, bool(oldest.callback_url))
+    notify.publish_decisions([oldest.id])
     notify.enqueue_deliveries(deliveries)
     return 1

@@ -46,10 +46,11 @@ def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: 
     body = {"customer_id": customer_id, "start": start, "callback_url": callback_url}
 
     def build(session: Session) -> BookingRequest:
-        if session.get(Provider, provider_id) is None:
+        provider = session.get(Provider, provider_id)
+        if provider is None:
             raise InvalidInput("No such provider.", {"provider_id": ["no such provider"]})
-        return BookingRequest(kind="create", provider_id=provider_id, customer_id=customer_id,
-                              start=start, callback_url=callback_url)
+        return BookingRequest(kind="create", provider=provider, booking=None,
+                              customer_id=customer_id, start=start, callback_url=callback_url)
 
     return _accept(key, "create", provider_id, body, idempotency_key, build)
 
@@ -66,7 +67,7 @@ def submit_change(key: ApiKey, kind: str, booking_id: uuid.UUID, start: datetime
         booking = _visible_booking(session, key, booking_id)
         if if_match is not None and booking.version != if_match:
             raise PreconditionFailed(f"The booking is at version {booking.version}, not {if_match}.")
-        return BookingRequest(kind=kind, provider_id=booking.provider_id, booking_id=booking.id,
+        return BookingRequest(kind=kind, provider=booking.provider, booking=booking,
                               customer_id=booking.customer_id, start=start,
                               cancel_reason=cancel_reason, callback_url=callback_url)
 
@@ -85,9 +86,9 @@ def _accept(key: ApiKey, kind: str, target: uuid.UUID, body: dict[str, Any],
             request = build(session)
             request.id, request.api_key_id, request.status = uuid.uuid4(), key.id, "queued"
             request.idempotency_key, request.request_fingerprint = idempotency_key, print_
+            # Set here rather than read back: one round trip fewer on the hottest path.
+            request.created_at = datetime.now(UTC)
             session.add(request)
-            session.flush()  # to read back seq and created_at
-            session.refresh(request, ["provider", "booking"])
     except IntegrityError:
         # Two submissions with one Idempotency-Key raced; the other one won.
         with new_session() as session:
@@ -151,11 +152,11 @@ def get_request(key: ApiKey, request_id: uuid.UUID) -> BookingRequest:
 
 def wait_for_decision(key: ApiKey, request_id: uuid.UUID, timeout: float) -> BookingRequest:
     """The request as soon as it is decided, or still queued once `timeout` passes."""
-    request = get_request(key, request_id)
-    if request.status != "queued" or timeout <= 0:
-        return request
+    if timeout <= 0:
+        return get_request(key, request_id)
+    # Subscribe before reading, so a decision landing between the two still wakes us.
     with notify.decision_listener(request_id) as wait:
-        request = get_request(key, request_id)  # decided between the first read and subscribing?
+        request = get_request(key, request_id)
         if request.status == "queued" and wait(timeout):
             request = get_request(key, request_id)
     return request
