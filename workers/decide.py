@@ -13,14 +13,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, func, literal, or_, select, union_all, update
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from booking import notify
 from booking.config import get_settings
 from booking.db import get_engine
-from models import Booking, BookingRequest, Provider, TimeOff
+from models import Booking, BookingRequest, Provider, TimeOff, WebhookEndpoint
 from models.calendar import CalendarRules, Interval
 from models.decisions import BatchDecider, Decision, KnownBooking, PendingRequest
 from workers.lease import Lease, provider_lease_key
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 providers, requests_ = Provider.__table__, BookingRequest.__table__
 bookings, time_off = Booking.__table__, TimeOff.__table__
+endpoints = WebhookEndpoint.__table__
 STALE_RETRIES = 20
 
 
@@ -115,33 +116,37 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
         decisions = decider.decide_all([_pending(row) for row in snapshot.rows])
         claim_calendar(conn, provider_id, snapshot.provider_version)
         write_decisions(conn, provider_id, snapshot.rows, decisions, now)
-        deliveries = write_outbox(conn, [row.id for row in snapshot.rows],
-                                  {row.api_key_id for row in snapshot.rows},
-                                  any(row.callback_url for row in snapshot.rows))
+        deliveries = []
+        if any(row.callback_url or row.wants_events for row in snapshot.rows):
+            deliveries = write_outbox(conn, [row.id for row in snapshot.rows])
     notify.publish_decisions(row.id for row in snapshot.rows)
     notify.enqueue_deliveries(deliveries)
     return len(snapshot.rows)
 
 
 def read_snapshot(conn: Connection, provider_id: uuid.UUID, batch_size: int) -> Snapshot | None:
-    """The provider's calendar as far as the next batch of queued requests needs it."""
+    """The provider's calendar as far as the next batch of queued requests needs it:
+    two queries (the queued rows with their provider; the bookings and time off around
+    the requested times)."""
     from booking.services.providers import calendar_rules
 
-    provider = conn.execute(select(providers).where(providers.c.id == provider_id)).one_or_none()
-    if provider is None:
-        return None
     rows = conn.execute(
-        select(requests_).where(requests_.c.provider_id == provider_id,
-                                requests_.c.status == "queued")
+        select(requests_, providers.c.version.label("provider_version"),
+               *(providers.c[name] for name in RULE_COLUMNS),
+               exists().where(or_(endpoints.c.api_key_id == requests_.c.api_key_id,
+                                  endpoints.c.all_clients)).label("wants_events"))
+        .join(providers, providers.c.id == requests_.c.provider_id)
+        .where(requests_.c.provider_id == provider_id, requests_.c.status == "queued")
         .order_by(requests_.c.seq).limit(batch_size)
     ).all()
     if not rows:
         return None
-    rules = calendar_rules(provider)
-    window = _requested_window(rows, rules.slot_length)
-    return Snapshot(provider.version, rules, rows,
-                    _relevant_bookings(conn, provider_id, rows, window),
-                    _time_off(conn, provider_id, window))
+    rules = calendar_rules(rows[0])
+    bookings_, time_off_ = _calendar_around(conn, provider_id, rows, rules.slot_length)
+    return Snapshot(rows[0].provider_version, rules, rows, bookings_, time_off_)
+
+
+RULE_COLUMNS = ("timezone", "slot_minutes", "weekly_schedule", "min_notice_minutes", "max_advance_days")
 
 
 def _requested_window(rows, slot_length: timedelta) -> Range | None:
@@ -151,26 +156,25 @@ def _requested_window(rows, slot_length: timedelta) -> Range | None:
     return Range(min(starts), max(starts) + slot_length, bounds="[)")
 
 
-def _relevant_bookings(conn: Connection, provider_id, rows, window) -> list[KnownBooking]:
+def _calendar_around(conn: Connection, provider_id, rows, slot_length: timedelta):
+    """Confirmed bookings and time off overlapping the batch's requested times, plus the
+    bookings that reschedules and cancels name, in one round trip."""
+    window = _requested_window(rows, slot_length)
     referenced = [row.booking_id for row in rows if row.booking_id is not None]
     conditions = []
     if window is not None:
         conditions.append((bookings.c.status == "confirmed") & bookings.c.period.overlaps(window))
     if referenced:
         conditions.append(bookings.c.id.in_(referenced))
-    found = conn.execute(
-        select(bookings.c.id, bookings.c.period, bookings.c.status)
-        .where(bookings.c.provider_id == provider_id, or_(*conditions))
-    ).all()
-    return [KnownBooking(b.id, Interval(b.period.lower, b.period.upper), b.status) for b in found]
-
-
-def _time_off(conn: Connection, provider_id, window) -> list[Interval]:
-    if window is None:
-        return []
-    periods = conn.scalars(select(time_off.c.period).where(
-        time_off.c.provider_id == provider_id, time_off.c.period.overlaps(window)))
-    return [Interval(p.lower, p.upper) for p in periods]
+    parts = [select(literal("booking").label("source"), bookings.c.id, bookings.c.period,
+                    bookings.c.status).where(bookings.c.provider_id == provider_id, or_(*conditions))]
+    if window is not None:
+        parts.append(select(literal("time_off"), time_off.c.id, time_off.c.period, literal(None))
+                     .where(time_off.c.provider_id == provider_id, time_off.c.period.overlaps(window)))
+    found = conn.execute(union_all(*parts)).all()
+    return ([KnownBooking(r.id, Interval(r.period.lower, r.period.upper), r.status)
+             for r in found if r.source == "booking"],
+            [Interval(r.period.lower, r.period.upper) for r in found if r.source == "time_off"])
 
 
 def _pending(row) -> PendingRequest:
@@ -244,7 +248,7 @@ def _fail_oldest_request(provider_id: uuid.UUID) -> int:
     log.exception("request of provider %s cannot be decided; marking it failed", provider_id)
     with get_engine().begin() as conn:
         oldest = conn.execute(
-            select(requests_.c.id, requests_.c.api_key_id, requests_.c.callback_url)
+            select(requests_.c.id)
             .where(requests_.c.provider_id == provider_id, requests_.c.status == "queued")
             .order_by(requests_.c.seq).limit(1).with_for_update()).one_or_none()
         if oldest is None:
@@ -252,7 +256,7 @@ def _fail_oldest_request(provider_id: uuid.UUID) -> int:
         conn.execute(update(requests_).where(requests_.c.id == oldest.id).values(
             status="failed", reason_code="internal_error",
             reason_message="the request could not be decided", decided_at=func.now()))
-        deliveries = write_outbox(conn, [oldest.id], {oldest.api_key_id}, bool(oldest.callback_url))
+        deliveries = write_outbox(conn, [oldest.id])
     notify.publish_decisions([oldest.id])
     notify.enqueue_deliveries(deliveries)
     return 1

@@ -18,13 +18,10 @@ BOOKING_EVENTS = {"create": "booking.confirmed", "reschedule": "booking.reschedu
                   "cancel": "booking.cancelled"}
 
 
-def write_outbox(conn: Connection, request_ids: Sequence[uuid.UUID],
-                 key_ids: set[uuid.UUID], any_callback: bool) -> list[uuid.UUID]:
+def write_outbox(conn: Connection, request_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     """Queue the webhooks that these just-decided requests call for. Returns delivery ids.
-    Most batches need none: then this costs one indexed query."""
+    (The decision calls this only when a request has a callback or its key an endpoint.)"""
     with Session(bind=conn) as session:
-        if not any_callback and not _endpoints_for(session, key_ids):
-            return []
         decided = list(session.scalars(
             select(BookingRequest).options(joinedload(BookingRequest.provider),
                                            joinedload(BookingRequest.booking))
