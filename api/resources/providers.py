@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import url_for
@@ -119,16 +118,10 @@ class Slots(MethodView):
     @document_problems(blp, 404, 422)
     def get(self, query, provider_id):
         """Slots a request could book right now, by provider-local date or by range (≤ 31 days)."""
-        zone = ZoneInfo(providers.get_provider(provider_id).timezone)
-        provider, slots = providers.provider_slots(provider_id, _span(query, zone))
+        span = query["date"] if "date" in query else Interval(query["from_"], query["to"])
+        provider, slots = providers.provider_slots(provider_id, span)
+        zone = ZoneInfo(provider.timezone)
         return {"provider_id": provider.id, "timezone": provider.timezone,
                 "slots": [{"start": s.start.astimezone(zone), "end": s.end.astimezone(zone)}
                           for s in slots]}
 
-
-def _span(query: dict, zone: ZoneInfo) -> Interval:
-    if "date" in query:
-        midnight = datetime.combine(query["date"], time(), tzinfo=zone)
-        next_midnight = datetime.combine(query["date"] + timedelta(days=1), time(), tzinfo=zone)
-        return Interval(midnight.astimezone(UTC), next_midnight.astimezone(UTC))
-    return Interval(query["from_"], query["to"])

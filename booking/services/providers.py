@@ -5,7 +5,7 @@ calendar fails its optimistic check and is decided again."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,13 @@ from models import Booking, Provider, TimeOff
 from models.calendar import CalendarRules, Interval, check_grid, free_slots, parse_weekly_schedule
 
 STALE_RETRIES = 5
+
+
+def local_day(day: date, zone: ZoneInfo) -> Interval:
+    """A provider-local calendar date as real time (23, 24 or 25 hours long)."""
+    midnight = datetime.combine(day, time(), tzinfo=zone)
+    next_midnight = datetime.combine(day + timedelta(days=1), time(), tzinfo=zone)
+    return Interval(midnight.astimezone(UTC), next_midnight.astimezone(UTC))
 
 
 def calendar_rules(provider: Provider) -> CalendarRules:
@@ -166,11 +173,14 @@ def delete_time_off(provider_id: uuid.UUID, time_off_id: uuid.UUID) -> None:
         provider.updated_at = func.now()
 
 
-def provider_slots(provider_id: uuid.UUID, span: Interval) -> tuple[Provider, list[Interval]]:
-    """The slots starting in `span` that a request made now could book."""
-    period = Range(span.start, span.end + timedelta(days=1), bounds="[)")
+def provider_slots(provider_id: uuid.UUID, span: Interval | date) -> tuple[Provider, list[Interval]]:
+    """The slots starting in `span` (or on a provider-local date) that a request made
+    now could book."""
     with new_session() as session:
         provider = _provider_or_404(session, provider_id)
+        if isinstance(span, date):
+            span = local_day(span, ZoneInfo(provider.timezone))
+        period = Range(span.start, span.end + timedelta(days=1), bounds="[)")
         time_off = session.scalars(select(TimeOff.period).where(
             TimeOff.provider_id == provider_id, TimeOff.period.overlaps(period)))
         booked = session.scalars(select(Booking.period).where(
