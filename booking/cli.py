@@ -36,7 +36,8 @@ def service_urls(with_redis: bool) -> Iterator[dict[str, str]]:
     stack = EmbeddedStack(settings.home)
     if not urls["DATABASE_URL"]:
         ensure_local_secret_key(settings.home)
-        print(f"Starting embedded PostgreSQL under {settings.home} ...", flush=True)
+        if not stack.postgres.is_running():  # stdout stays clean for `keys create` JSON
+            print(f"Starting embedded PostgreSQL under {settings.home} ...", file=sys.stderr, flush=True)
     try:
         stack.start(with_redis=needs_redis)
         urls["DATABASE_URL"] = urls["DATABASE_URL"] or stack.postgres.url

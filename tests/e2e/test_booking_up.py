@@ -33,26 +33,34 @@ def wait_until_ready(base_url: str, service: ProcessGroup, timeout: float = 120)
 
 def test_booking_up_serves_decides_and_stops_what_it_started(tmp_path):
     port, home = free_port(), tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    # as on a fresh machine: no servers and no BOOKING_SECRET_KEY given
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "BOOKING_SECRET_KEY")}
     env.update(BOOKING_HOME=str(home), PORT=str(port), BOOKING_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY,
                PYTHONUNBUFFERED="1")
     service = ProcessGroup([sys.executable, "-m", "booking.cli", "up"], env)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(base_url, service)
-        api = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        made = subprocess.run([sys.executable, "-m", "booking.cli", "keys", "create", "--name", "ops",
+                               "--role", "admin"], env=env, capture_output=True, text=True, check=True)
+        cli_key = json.loads(made.stdout)["key"]
+        api = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {cli_key}"})
         provider = api.post("/v1/providers", json={
             "name": "Dr. E2E", "timezone": "Asia/Tokyo", "weekly_schedule": ALL_WEEK}).json()
         start = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
         request = api.post("/v1/bookings", json={"provider_id": provider["id"], "customer_id": "c",
                                                  "start": start.isoformat()}).json()
         decided = api.get(f"/v1/booking-requests/{request['id']}", params={"wait": 30}).json()
+        bootstrap = httpx.get(f"{base_url}/v1/api-keys", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     finally:
         os.kill(service.process.pid, signal.SIGTERM)  # as `kill <pid of booking up>` would
         exit_code = service.process.wait(timeout=60)
 
     assert decided["status"] == "succeeded"
     assert decided["booking"]["start"].endswith("+09:00")
+    assert {k["name"] for k in bootstrap.json()["items"]} == {"bootstrap admin", "ops"}
+    assert (home / "secret_key").stat().st_mode & 0o077 == 0  # generated, readable by us only
     assert exit_code == 0
     ports = json.loads((home / "stack.json").read_text())
     assert not any(port_is_open(p) for p in ports.values())
