@@ -28,6 +28,7 @@ def service_urls(with_redis: bool) -> Iterator[dict[str, str]]:
     from booking.stack import EmbeddedStack
 
     settings = get_settings()
+    ensure_local_secret_key(settings.home)
     urls = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
     needs_redis = with_redis and not urls["REDIS_URL"]
     if urls["DATABASE_URL"] and not needs_redis:
@@ -35,7 +36,6 @@ def service_urls(with_redis: bool) -> Iterator[dict[str, str]]:
         return
     stack = EmbeddedStack(settings.home)
     if not urls["DATABASE_URL"]:
-        ensure_local_secret_key(settings.home)
         if not stack.postgres.is_running():  # stdout stays clean for `keys create` JSON
             print(f"Starting embedded PostgreSQL under {settings.home} ...", file=sys.stderr, flush=True)
     try:

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import os
 import secrets as random_secrets
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def unseal(stored: str) -> str:
 
 
 def ensure_local_secret_key(home: Path) -> None:
-    """For the embedded stack: keep one random BOOKING_SECRET_KEY under BOOKING_HOME."""
+    """For `booking` commands on one machine: without BOOKING_SECRET_KEY, keep one random
+    key under BOOKING_HOME (made once, readable by its owner only) and use it."""
     if os.environ.get("BOOKING_SECRET_KEY"):
         return
     path = home / "secret_key"
@@ -49,4 +51,6 @@ def ensure_local_secret_key(home: Path) -> None:
         home.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(random_secrets.token_urlsafe(32))
+        print(f"BOOKING_SECRET_KEY is not set: made one in {path}; set it yourself in production",
+              file=sys.stderr, flush=True)
     os.environ["BOOKING_SECRET_KEY"] = path.read_text().strip()
