@@ -205,6 +205,9 @@ class IdempotencyHeader(Schema):
         unknown = "exclude"  # every other header of the request
 
     idempotency_key = fields.String(data_key="Idempotency-Key", validate=TEXT)
+    prefer = fields.String(data_key="Prefer", validate=validate.Length(max=256), metadata={
+        "description": "RFC 7240. `wait=N` (N <= 30): answer once the request is decided, or "
+                       "after N seconds, still 202; `Preference-Applied` tells when it was used."})
 
 
 class IfMatchHeader(Schema):

@@ -19,7 +19,8 @@ def ratio(report: dict, scenario: str, system: str, other_scenario: str, other: 
 def goals(report: dict) -> list[tuple[str, object, str]]:
     scenarios = report["scenarios"]
     uniform = scenarios.get("uniform", {}).get("pipeline", {})
-    doubles = [s.get("pipeline", {}).get("double_bookings") for s in scenarios.values()]
+    doubles = [figures.get("double_bookings") for s in scenarios.values()
+               for system, figures in s.items() if system.startswith("pipeline")]
     pipeline = "pipeline"
     return [
         ("pipeline uniform / ceiling uniform",
@@ -31,6 +32,10 @@ def goals(report: dict) -> list[tuple[str, object, str]]:
          ratio(report, "scale", pipeline, "uniform", pipeline), ">= 0.8 (within 1.25x)"),
         ("pipeline 2 workers / 1 worker",
          ratio(report, "uniform-2w", pipeline, "uniform-1w", pipeline), "(scaling)"),
+        ("pipeline-prefer / pipeline, uniform",
+         ratio(report, "uniform", "pipeline-prefer", "uniform", pipeline), "(Prefer: wait)"),
+        ("pipeline-prefer hot / sync-locked hot",
+         ratio(report, "hot", "pipeline-prefer", "hot", "sync-locked"), ">= 1.5"),
         ("pipeline double bookings (all)", sum(d or 0 for d in doubles), "== 0"),
     ]
 
@@ -59,13 +64,13 @@ def write_chart(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scenarios = list(report["scenarios"])
-    systems = ["ceiling", "sync-naive", "sync-locked", "pipeline"]
+    systems = ["ceiling", "sync-naive", "sync-locked", "pipeline", "pipeline-prefer"]
     fig, (throughput, latency) = plt.subplots(1, 2, figsize=(14, 5))
-    width = 0.2
+    width = 0.16
     for offset, system in enumerate(systems):
         values = [report["scenarios"][s].get(system, {}).get("decided_per_s") or 0 for s in scenarios]
         throughput.bar([i + offset * width for i in range(len(scenarios))], values, width, label=system)
-    throughput.set_xticks([i + 1.5 * width for i in range(len(scenarios))], scenarios, rotation=20)
+    throughput.set_xticks([i + 2 * width for i in range(len(scenarios))], scenarios, rotation=20)
     throughput.set_ylabel("decided per second")
     throughput.set_title("Throughput by system and scenario")
     throughput.legend()

@@ -73,12 +73,13 @@ class Bench:
                     figures(run, data.double_bookings(self.engine, "bench_sync_bookings"), rss.peak))
 
     def pipeline(self, scenario: str, key: str, providers: list[str], total: int,
-                 processes: int = 2, system: str = "pipeline", half_load: bool = False) -> None:
+                 processes: int = 2, system: str = "pipeline", half_load: bool = False,
+                 prefer_wait: bool = False) -> None:
         data.clear_run(self.engine)
         web, url = start_web("api:create_app()", self.env, self.log_dir)
         workers = start_workers(self.env, self.log_dir, processes)
         headers = {"Authorization": f"Bearer {key}"}
-        job = pipeline_job(data.requests_for(scenario, providers))
+        job = pipeline_job(data.requests_for(scenario, providers), prefer_wait)
         try:
             with PeakRss([web, workers]) as rss:
                 run = closed_loop(url, job, CLIENTS, total, headers)
@@ -108,6 +109,8 @@ def run_all(bench: Bench, args) -> None:
         bench.sync(scenario, "naive", providers, n)
         bench.sync(scenario, "locked", providers, n)
         bench.pipeline(scenario, key, providers, n, half_load=scenario == "uniform")
+        if scenario in ("uniform", "hot"):  # one round trip per booking instead of two
+            bench.pipeline(scenario, key, providers, n, system="pipeline-prefer", prefer_wait=True)
     say("scenario scale")
     key, key_id, providers = bench.setup("scale", preload=args.preload)
     bench.ceiling("scale", key_id, providers)

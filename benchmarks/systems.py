@@ -104,13 +104,15 @@ def sync_job(request_for):
     return job
 
 
-def pipeline_job(request_for):
-    """POST /v1/bookings (202), then long-poll until decided."""
+def pipeline_job(request_for, prefer_wait: bool = False):
+    """POST /v1/bookings (202), then long-poll until decided; with `prefer_wait`, the
+    POST itself waits (`Prefer: wait=30`) and the GET is needed only on a timeout."""
+    headers = {"Prefer": "wait=30"} if prefer_wait else {}
 
     def job(client: httpx.Client, index: int):
         provider_id, start = request_for(index)
-        accepted = client.post("/v1/bookings", json={"provider_id": provider_id,
-                                                     "customer_id": "bench", "start": start})
+        accepted = client.post("/v1/bookings", headers=headers, json={
+            "provider_id": provider_id, "customer_id": "bench", "start": start})
         accepted_at = time.monotonic()
         if accepted.status_code != 202:
             return accepted_at, accepted_at, f"http {accepted.status_code}"

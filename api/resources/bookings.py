@@ -29,10 +29,30 @@ ACCEPTED_PROBLEMS = (400, 404, 413, 415, 422)
 CHANGE_PROBLEMS = (*ACCEPTED_PROBLEMS, 412)
 
 
-def accepted(request) -> tuple[dict, int, dict[str, str]]:
-    """202 with where to poll; the same answer for a repeated Idempotency-Key."""
-    location = url_for("booking_requests.BookingRequest", request_id=request.id)
-    headers = {"Location": location}
+MAX_WAIT_S = 30
+
+
+def preferred_wait(prefer: str | None) -> float:
+    """Seconds from `Prefer: wait=N` (RFC 7240), at most 30; 0 if absent or unreadable
+    (a preference that cannot be honoured is ignored, as the RFC says)."""
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return max(0.0, min(float(value.strip().strip('"')), MAX_WAIT_S))
+            except ValueError:
+                return 0.0
+    return 0.0
+
+
+def accepted(request, headers_in: dict) -> tuple[dict, int, dict[str, str]]:
+    """202 with where to poll; the same answer for a repeated Idempotency-Key. With
+    `Prefer: wait=N`, the answer waits for the decision first (one round trip, not two)."""
+    wait = preferred_wait(headers_in.get("prefer"))
+    headers = {"Location": url_for("booking_requests.BookingRequest", request_id=request.id)}
+    if wait and request.status == "queued":
+        request = requests.wait_for_decision(current_key(), request.id, wait)
+        headers["Preference-Applied"] = f"wait={wait:g}"
     if request.status == "queued":
         headers["Retry-After"] = "1"
     return present_request(request), 202, headers
@@ -60,7 +80,7 @@ class Bookings(MethodView):
         request = requests.submit_create(
             current_key(), body["provider_id"], body["customer_id"], body["start"],
             body.get("callback_url"), headers.get("idempotency_key"))
-        return accepted(request)
+        return accepted(request, headers)
 
 
 @blp.route("/<uuid:booking_id>")
@@ -85,7 +105,7 @@ class Reschedule(MethodView):
                                          None, body.get("callback_url"),
                                          headers.get("idempotency_key"),
                                          parse_if_match(headers.get("if_match")))
-        return accepted(request)
+        return accepted(request, headers)
 
 
 @blp.route("/<uuid:booking_id>/cancel")
@@ -100,4 +120,4 @@ class Cancel(MethodView):
                                          body.get("reason"), body.get("callback_url"),
                                          headers.get("idempotency_key"),
                                          parse_if_match(headers.get("if_match")))
-        return accepted(request)
+        return accepted(request, headers)

@@ -38,3 +38,17 @@ def test_wait_ends_queued_without_workers_then_wakes_on_the_decision(admin_api: 
         workers.stop()
     assert answer["status"] == "succeeded"
     assert "Retry-After" not in client_api.http.get(url).headers
+
+
+def test_prefer_wait_ends_queued_without_workers_and_odd_preferences_are_ignored(
+        admin_api: Api, client_api: Api):
+    provider = admin_api.create_provider(timezone="UTC", weekly_schedule=ALL_WEEK)
+    body = {"provider_id": provider["id"], "customer_id": "c", "start": tomorrow_on_the_hour()}
+
+    waited = client_api.http.post("/v1/bookings", json=body, headers={"Prefer": "wait=1"})
+    odd = client_api.http.post("/v1/bookings", json=body, headers={"Prefer": "wait=soon, lenient"})
+
+    assert waited.status_code == 202 and waited.json()["status"] == "queued"
+    assert waited.headers["Preference-Applied"] == "wait=1"
+    assert waited.headers["Retry-After"] == "1"
+    assert odd.status_code == 202 and "Preference-Applied" not in odd.headers

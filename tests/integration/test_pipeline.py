@@ -173,3 +173,16 @@ def test_if_match_guards_a_change_against_a_stale_booking(workers, admin_api, cl
     assert moved.status_code == 202
     assert stale.status_code == 412
     assert client_api.http.get(url).headers["ETag"] != etag
+
+
+def test_prefer_wait_answers_the_submit_with_the_decision(workers, admin_api: Api, client_api: Api):
+    provider = admin_api.create_provider(weekly_schedule=WEEKDAYS_9_TO_17)
+
+    response = client_api.http.post("/v1/bookings", headers={"Prefer": "wait=20"}, json={
+        "provider_id": provider["id"], "customer_id": "c", "start": next_weekday_at(12).isoformat()})
+
+    assert response.status_code == 202
+    assert response.headers["Preference-Applied"] == "wait=20"
+    assert response.json()["status"] == "succeeded"
+    assert "Retry-After" not in response.headers
+    assert response.headers["Location"] == f"/v1/booking-requests/{response.json()['id']}"
