@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -13,7 +11,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from booking.stack import free_port, wait_for_port
+from booking.stack import free_port, stop_process_group, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 DECISION_POLL_MS = "10"  # as the Procfile runs the decision workers
@@ -45,12 +43,7 @@ class Service:
             return 0.0
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        stop_process_group(self.process)
         self.log.close()
 
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -48,6 +49,19 @@ def port_is_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM a process started with start_new_session=True and its children;
+    SIGKILL them if they have not gone after `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:

@@ -136,12 +136,9 @@ class ProcessGroup:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        from booking.stack import stop_process_group
+
+        stop_process_group(self.process)
 
 
 def service_env(**extra: str) -> dict[str, str]:

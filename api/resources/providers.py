@@ -84,9 +84,8 @@ class TimeOffCollection(MethodView):
     @document_problems(blp, 404)
     def get(self, provider_id):
         """List a provider's time off."""
-        provider = providers.get_provider(provider_id)
-        items = providers.list_time_off(provider_id)
-        return {"items": [present_time_off(t, provider.timezone) for t in items]}
+        zone, items = providers.list_time_off(provider_id)
+        return {"items": [present_time_off(t, zone) for t in items]}
 
     @admin_only
     @blp.arguments(TimeOffIn)
@@ -96,9 +95,8 @@ class TimeOffCollection(MethodView):
         """Block time. 409 if it overlaps confirmed bookings."""
         time_off = providers.add_time_off(provider_id, fields["start"], fields["end"],
                                           fields.get("reason"))
-        provider = providers.get_provider(provider_id)
         location = url_for("providers.TimeOffItem", provider_id=provider_id, time_off_id=time_off.id)
-        return present_time_off(time_off, provider.timezone), {"Location": location}
+        return present_time_off(time_off, time_off.provider.timezone), {"Location": location}
 
 
 @blp.route("/<uuid:provider_id>/time-off/<uuid:time_off_id>")

@@ -58,7 +58,5 @@ class DeliveryRetry(MethodView):
     @document_problems(blp, 404)
     def post(self, request_id, delivery_id):
         """Send a delivery again now, with the same webhook-id."""
-        key = current_key()
-        delivery = webhooks.retry_delivery(key, request_id, delivery_id)
-        zone, _ = webhooks.list_deliveries(key, request_id)
+        zone, delivery = webhooks.retry_delivery(current_key(), request_id, delivery_id)
         return present_delivery(delivery, zone)

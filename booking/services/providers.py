@@ -53,11 +53,9 @@ def create_provider(fields: dict[str, Any]) -> Provider:
     return provider
 
 
-def get_provider(provider_id: uuid.UUID, session: Session | None = None) -> Provider:
-    if session is not None:
+def get_provider(provider_id: uuid.UUID) -> Provider:
+    with new_session() as session:
         return _provider_or_404(session, provider_id)
-    with new_session() as own_session:
-        return _provider_or_404(own_session, provider_id)
 
 
 def _provider_or_404(session: Session, provider_id: uuid.UUID) -> Provider:
@@ -146,18 +144,17 @@ def _add_time_off_once(provider_id, start, end, reason) -> TimeOff:
         if clashes:
             raise Conflict("The time off overlaps confirmed bookings.",
                            bookings=[str(booking_id) for booking_id in clashes])
-        time_off = TimeOff(id=uuid.uuid4(), provider_id=provider_id, period=period, reason=reason)
+        time_off = TimeOff(id=uuid.uuid4(), provider=provider, period=period, reason=reason)
         session.add(time_off)
         provider.updated_at = func.now()  # bumps the version: in-flight decisions re-read
-        session.flush()
-        session.refresh(time_off)
     return time_off
 
 
-def list_time_off(provider_id: uuid.UUID) -> list[TimeOff]:
+def list_time_off(provider_id: uuid.UUID) -> tuple[str, list[TimeOff]]:
+    """The provider's time zone and its time off, in time order."""
     with new_session() as session:
-        _provider_or_404(session, provider_id)
-        return list(session.scalars(
+        zone = _provider_or_404(session, provider_id).timezone
+        return zone, list(session.scalars(
             select(TimeOff).where(TimeOff.provider_id == provider_id)
             .order_by(func.lower(TimeOff.period), TimeOff.id)
         ))

@@ -57,9 +57,11 @@ def list_deliveries(key: ApiKey, request_id: uuid.UUID) -> tuple[str, list[Webho
             .order_by(WebhookDelivery.created_at, WebhookDelivery.id)))
 
 
-def retry_delivery(key: ApiKey, request_id: uuid.UUID, delivery_id: uuid.UUID) -> WebhookDelivery:
-    """Send a delivery again now, with the same webhook-id, whatever its state."""
-    get_request(key, request_id)
+def retry_delivery(key: ApiKey, request_id: uuid.UUID,
+                   delivery_id: uuid.UUID) -> tuple[str, WebhookDelivery]:
+    """Send a delivery again now, with the same webhook-id, whatever its state.
+    Returns the request's provider zone and the delivery."""
+    zone = get_request(key, request_id).provider.timezone
     with new_session() as session, session.begin():
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.request_id != request_id:
@@ -68,7 +70,7 @@ def retry_delivery(key: ApiKey, request_id: uuid.UUID, delivery_id: uuid.UUID) -
         session.flush()
         session.refresh(delivery, ["attempts"])
     notify.enqueue_deliveries([delivery.id])
-    return delivery
+    return zone, delivery
 
 
 def rotate_webhook_secret(key: ApiKey, key_id: uuid.UUID) -> tuple[ApiKey, str]:
