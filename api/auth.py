@@ -6,7 +6,7 @@ import functools
 
 from flask import g, request
 
-from api.limits import enforce_rate_limit
+from api.limits import over_budget, spend_budget
 from api.problems import problem
 from booking.services import keys
 from booking.services.errors import Forbidden
@@ -16,16 +16,27 @@ UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="booking"'}
 
 
 def authenticate_request():
-    """before_request hook: a /v1 request needs a valid, unrevoked key."""
+    """before_request hook: a /v1 request needs a valid, unrevoked key, within its budget.
+    One Redis round trip spends the budget and reads the keys' epoch, which says
+    whether this process's cached copy of the key may be trusted (then no query)."""
     if not request.path.startswith("/v1/") or request.routing_exception is not None:
         return None  # unknown paths and methods answer 404/405, keyed or not
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    api_key = keys.authenticate(token.strip()) if scheme.lower() == "bearer" and token else None
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return unauthorized()
+    digest = keys.hash_key(token)
+    spent = spend_budget(digest)
+    api_key = keys.authenticate(digest, spent.keys_epoch if spent else None)
     if api_key is None:
-        return problem(401, "Unauthorized", "A valid API key is required: Authorization: Bearer <key>.",
-                       headers=UNAUTHORIZED_HEADERS)
+        return unauthorized()
     g.api_key = api_key
-    return enforce_rate_limit()
+    return over_budget(spent)
+
+
+def unauthorized():
+    return problem(401, "Unauthorized", "A valid API key is required: Authorization: Bearer <key>.",
+                   headers=UNAUTHORIZED_HEADERS)
 
 
 def current_key() -> ApiKey:

@@ -101,7 +101,10 @@ class Bench:
 
 def run_all(bench: Bench, args) -> None:
     n = args.requests
+    wanted = set(args.only or ())
     for scenario in ("uniform", "hot", "contended"):
+        if wanted and scenario not in wanted:
+            continue
         say(f"scenario {scenario}")
         key, key_id, providers = bench.setup(scenario)
         if scenario != "contended":
@@ -111,15 +114,17 @@ def run_all(bench: Bench, args) -> None:
         bench.pipeline(scenario, key, providers, n, half_load=scenario == "uniform")
         if scenario in ("uniform", "hot"):  # one round trip per booking instead of two
             bench.pipeline(scenario, key, providers, n, system="pipeline-prefer", prefer_wait=True)
-    say("scenario scale")
-    key, key_id, providers = bench.setup("scale", preload=args.preload)
-    bench.ceiling("scale", key_id, providers)
-    bench.sync("scale", "locked", providers, n)
-    bench.pipeline("scale", key, providers, n)
-    say("scenario uniform by worker processes")
-    key, key_id, providers = bench.setup("uniform")
-    for processes in (1, 2):
-        bench.pipeline(f"uniform-{processes}w", key, providers, n, processes=processes)
+    if not wanted or "scale" in wanted:
+        say("scenario scale")
+        key, key_id, providers = bench.setup("scale", preload=args.preload)
+        bench.ceiling("scale", key_id, providers)
+        bench.sync("scale", "locked", providers, n)
+        bench.pipeline("scale", key, providers, n)
+    if not wanted or "workers" in wanted:
+        say("scenario uniform by worker processes")
+        key, key_id, providers = bench.setup("uniform")
+        for processes in (1, 2):
+            bench.pipeline(f"uniform-{processes}w", key, providers, n, processes=processes)
 
 
 def main(argv=None) -> int:
@@ -129,6 +134,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ceiling-seconds", type=int, default=8)
     parser.add_argument("--half-load-seconds", type=float, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--only", nargs="*", choices=("uniform", "hot", "contended", "scale", "workers"),
+                        help="run only these scenarios (while iterating; the goals need them all)")
     args = parser.parse_args(argv)
     began = time.monotonic()
     with bench_environment() as (engine, env, pg_port, log_dir):

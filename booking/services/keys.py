@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
+import os
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+import redis
 from sqlalchemy import select
 
+from booking import notify
+from booking.config import get_settings
 from booking.db import new_session
 from booking.secrets import seal
 from booking.services.errors import NotFound
 from models import ApiKey
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "bk_"  # recognisable to secret scanners
 
@@ -59,16 +67,66 @@ def ensure_key(key: str, name: str = "bootstrap admin", role: str = "admin") -> 
                                webhook_secret=seal(generate_webhook_secret())))
         else:
             existing.role, existing.revoked_at = role, None
+    bump_keys_epoch()
 
 
-def authenticate(key: str) -> ApiKey | None:
-    """The active key whose hash matches, or None. Lookup by hash is by construction
-    constant-time in the secret: the database only ever sees its digest."""
+# A Redis counter bumped after any key is revoked or changed. A web process trusts its
+# cached copy of a key only while the epoch it read before loading it is still current,
+# and it reads the epoch in the round trip that spends the rate limit: a revocation
+# takes effect at once on every process, and authenticating costs no query.
+KEYS_EPOCH = "booking:keys:epoch"
+
+
+class KeyCache:
+    """Active keys by digest with the epoch read before each was loaded. Entries also
+    expire after BOOKING_AUTH_CACHE_SECONDS (a key changed while Redis was unreachable)."""
+
+    def __init__(self, ttl_s: float):
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[ApiKey, int, float]] = {}
+
+    def get(self, digest: str, epoch: int) -> ApiKey | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        api_key, cached_epoch, expires = entry
+        if cached_epoch == epoch and time.monotonic() < expires:
+            return api_key
+        self._entries.pop(digest, None)
+        return None
+
+    def put(self, digest: str, api_key: ApiKey, epoch: int) -> None:
+        if self.ttl_s > 0:
+            self._entries[digest] = (api_key, epoch, time.monotonic() + self.ttl_s)
+
+
+_cache = KeyCache(float(os.environ.get("BOOKING_AUTH_CACHE_SECONDS") or 60))
+
+
+def authenticate(digest: str, epoch: int | None) -> ApiKey | None:
+    """The active key with this digest (see hash_key), or None. `epoch` is the keys'
+    epoch read before this call, None if Redis is unreachable (then no cache is used).
+    Lookup by digest is constant-time in the secret: the database never sees the key."""
+    if epoch is not None and (cached := _cache.get(digest, epoch)) is not None:
+        return cached
     with new_session() as session:
-        api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+        api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     if api_key is None or api_key.revoked_at is not None:
         return None
+    if epoch is not None:
+        _cache.put(digest, api_key, epoch)
     return api_key
+
+
+def bump_keys_epoch() -> None:
+    """After a key changed: every web process drops its cached keys on its next request.
+    (If Redis is unreachable, caches are bypassed meanwhile and expire by their TTL.)"""
+    if not get_settings().redis_url:
+        return  # `booking migrate` on its own; caches expire by their TTL
+    try:
+        notify.redis_client().incr(KEYS_EPOCH)
+    except redis.RedisError as error:
+        log.error("could not announce a key change; caches expire within their TTL: %s", error)
 
 
 def list_keys() -> list[ApiKey]:
@@ -83,3 +141,4 @@ def revoke_key(key_id: uuid.UUID) -> None:
             raise NotFound("No such API key.")
         if api_key.revoked_at is None:
             api_key.revoked_at = datetime.now(UTC)
+    bump_keys_epoch()

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from tests.conftest import Api
+from tests.conftest import Api, auth
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEKDAYS_9_TO_17 = {day: [{"start": "09:00", "end": "17:00"}]
@@ -150,13 +150,17 @@ def test_unknown_request_is_a_404_problem(web, client_api: Api):
     assert missing.headers["Content-Type"] == "application/problem+json"
 
 
-def test_revoked_key_answers_401(web, admin_api: Api, client_key):
+def test_revoked_key_answers_401_at_once_in_every_web_process(web, admin_api: Api, client_key):
     keys = admin_api.http.get("/v1/api-keys").json()["items"]
     portal = next(k for k in keys if k["name"] == "portal")
+    # Fresh connections spread over both gunicorn workers, so each has the key cached.
+    before = [httpx.get(f"{web}/v1/bookings", headers=auth(client_key)).status_code for _ in range(12)]
 
     assert admin_api.http.delete(f"/v1/api-keys/{portal['id']}").status_code == 204
-    response = httpx.get(f"{web}/v1/bookings", headers={"Authorization": f"Bearer {client_key}"})
-    assert response.status_code == 401
+    after = [httpx.get(f"{web}/v1/bookings", headers=auth(client_key)).status_code for _ in range(12)]
+
+    assert before == [200] * 12
+    assert after == [401] * 12
 
 
 def test_if_match_guards_a_change_against_a_stale_booking(workers, admin_api, client_api):

@@ -41,16 +41,14 @@ def test_a_worker_killed_mid_drain_loses_nothing_and_decides_nothing_twice(
     provider = admin_api.create_provider(timezone="UTC", slot_minutes=15, weekly_schedule=ALL_WEEK)
     starts = hourly_starts(150)
     submitted = [client_api.submit(provider["id"], start) for start in starts + starts[:50]]
-    watcher = notify.redis_client().pubsub(ignore_subscribe_messages=True)
-    watcher.subscribe(notify.decision_channel(submitted[20]["id"]))
-
     # One-request batches make the drain long enough to be interrupted.
-    doomed = start_workers(processes=1, threads=2, BOOKING_DECIDE_BATCH_SIZE="1")
-    try:
-        assert notify.wait_for_message(watcher, timeout=60)  # the 21st request was just decided
-    finally:
-        doomed.kill()
-        watcher.close()
+    assert notify.listener().connected.wait(10)
+    with notify.decision_waiter(submitted[20]["id"]) as wait:
+        doomed = start_workers(processes=1, threads=2, BOOKING_DECIDE_BATCH_SIZE="1")
+        try:
+            assert wait(60)  # the 21st request was just decided
+        finally:
+            doomed.kill()
     queued_after_kill = count(db, "SELECT count(*) FROM booking_requests WHERE status = 'queued'")
 
     survivor = start_workers(processes=1)
