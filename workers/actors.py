@@ -24,6 +24,5 @@ def decide_provider(provider_id: str) -> None:
 def deliver_webhook(delivery_id: str) -> None:
     """Make a webhook delivery's due attempt and schedule the next one if it failed.
     Repeats are harmless: an attempt needs the delivery's lease and a due time."""
-    delay = deliver(uuid.UUID(delivery_id))
-    if delay is not None:
+    for delay in deliver(uuid.UUID(delivery_id)):
         deliver_webhook.send_with_options(args=(delivery_id,), delay=int(delay * 1000))

@@ -21,22 +21,26 @@ from workers.lease import Lease
 log = logging.getLogger(__name__)
 
 
-def deliver(delivery_id: uuid.UUID) -> float | None:
+def deliver(delivery_id: uuid.UUID) -> list[float]:
     """Make the delivery's due attempt, if it is due and nobody else is making it.
-    Returns seconds until the next attempt, or None if nothing more is scheduled."""
+    Returns in how many seconds to look at it again (none, the next attempt, and/or
+    at once if someone asked for it while we held it: a replay)."""
     lease = Lease(notify.redis_client(), f"booking:lease:delivery:{delivery_id}",
                   int((webhooks.delivery_timeout() + 30) * 1000))
-    if not lease.acquire():
-        return None
+    if not lease.acquire_or_knock():
+        return []
+    looks = []
     try:
         due = _load_due(delivery_id)
-        if due is None:
-            return None
-        delivery, secrets = due
-        outcome = attempt(delivery, secrets)
-        return _record(delivery_id, outcome)
+        if due is not None:
+            delivery, secrets = due
+            outcome = attempt(delivery, secrets)
+            delay = _record(delivery_id, outcome, delivery.next_attempt_at)
+            looks += [delay] if delay is not None else []
     finally:
-        lease.release()
+        if lease.release_reporting_knock():
+            looks.append(0.0)
+    return looks
 
 
 def _load_due(delivery_id: uuid.UUID) -> tuple[WebhookDelivery, list[str]] | None:
@@ -102,7 +106,10 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _record(delivery_id: uuid.UUID, outcome: Outcome) -> float | None:
+def _record(delivery_id: uuid.UUID, outcome: Outcome, due_at: datetime | None) -> float | None:
+    """Log the attempt and schedule what follows it. A replay asked for while we were
+    sending (its message found our lease and was dropped) moved next_attempt_at: the
+    delivery then stays pending and goes again at once."""
     with new_session() as session, session.begin():
         delivery = session.scalar(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
                                   .with_for_update())
@@ -110,6 +117,8 @@ def _record(delivery_id: uuid.UUID, outcome: Outcome) -> float | None:
                                    status_code=outcome.status_code, error=outcome.error,
                                    duration_ms=outcome.duration_ms))
         delivery.attempt_count += 1
+        if delivery.status == "pending" and delivery.next_attempt_at != due_at:
+            return 0.0
         delay = None if outcome.delivered or outcome.gone else webhooks.next_delay(
             delivery.attempt_count, outcome.retry_after)
         if outcome.delivered:

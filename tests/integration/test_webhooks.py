@@ -178,6 +178,21 @@ def test_replay_resends_with_the_same_webhook_id(setup, receiver):
     assert again["body"] == first["body"]
 
 
+def test_a_replay_asked_for_during_an_attempt_is_sent_after_it(setup, receiver):
+    provider, client, _ = setup
+    receiver.hang.set()
+    request = client.submit(provider["id"], a_start(), callback_url=receiver.url)
+    first = receiver.wait_for(1)[0]  # the first attempt is now in flight
+    delivery = deliveries(client, request["id"])[0]
+
+    replay = client.http.post(f"/v1/booking-requests/{request['id']}/deliveries/{delivery['id']}/retry")
+    receiver.release.set()
+
+    assert replay.status_code == 202
+    again = receiver.wait_for(2, timeout=30)[1]
+    assert again["headers"]["webhook-id"] == first["headers"]["webhook-id"]
+
+
 def test_during_rotation_both_old_and_new_secrets_verify(setup, receiver):
     provider, client, created = setup
     rotated = client.http.post(f"/v1/api-keys/{created['id']}/rotate-webhook-secret")
