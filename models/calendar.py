@@ -200,13 +200,34 @@ def check_timing(rules: CalendarRules, start: datetime, accepted_at: datetime,
 
 def check_grid(rules: CalendarRules, start: datetime) -> Rejection | None:
     """Is `start` the start of a slot on the provider's grid?"""
-    day = start.astimezone(rules.timezone).date()
-    if any(slot.start == start for slot in day_slots(rules, day)):
+    local_start = start.astimezone(rules.timezone)
+    day = local_start.date()
+    if _offset_steady(rules.timezone, day):
+        if _on_regular_grid(rules, day, local_start):
+            return None
+    elif any(slot.start == start for slot in day_slots(rules, day)):
         return None
     if any(window.contains(start) for window in working_windows(rules, day)):
         return Rejection("not_on_slot_grid",
                          f"the start is not on the provider's {rules.slot_minutes}-minute slot grid")
     return Rejection("outside_working_hours", "the start is outside the provider's working hours")
+
+
+def _offset_steady(zone: ZoneInfo, day: date) -> bool:
+    """No clock change on this local date (so its slots are the plain wall-clock grid)."""
+    midnight = datetime.combine(day, time())
+    return zone.utcoffset(midnight) == zone.utcoffset(midnight + timedelta(days=1))
+
+
+def _on_regular_grid(rules: CalendarRules, day: date, local_start: datetime) -> bool:
+    """What day_slots would say for a day without a clock change, without listing them:
+    every slot_minutes from each interval's start while the slot ends inside it."""
+    if local_start.second or local_start.microsecond:
+        return False
+    minute = local_start.hour * 60 + local_start.minute
+    return any(hours.start_minute <= minute and minute + rules.slot_minutes <= hours.end_minute
+               and (minute - hours.start_minute) % rules.slot_minutes == 0
+               for hours in rules.weekly_hours.get(WEEKDAYS[day.weekday()], ()))
 
 
 class BusyTimes:

@@ -32,6 +32,7 @@ providers, requests_ = Provider.__table__, BookingRequest.__table__
 bookings, time_off = Booking.__table__, TimeOff.__table__
 endpoints = WebhookEndpoint.__table__
 STALE_RETRIES = 20
+RULE_COLUMNS = ("timezone", "slot_minutes", "weekly_schedule", "min_notice_minutes", "max_advance_days")
 
 
 class StaleCalendar(Exception):
@@ -56,14 +57,14 @@ def decide_provider_queue(provider_id: uuid.UUID) -> int:
     settings = get_settings()
     lease = Lease(notify.redis_client(), provider_lease_key(provider_id), settings.lease_ttl_ms)
     decided = 0
-    while lease.acquire():
+    # A request committed while another worker drains has its message knock; that
+    # worker sees the knock as it lets go and drains again.
+    while lease.acquire_or_knock():
         try:
             decided += _drain(provider_id, lease, settings.decide_batch_size)
         finally:
-            lease.release()
-        # A request committed while we drained may have had its message dropped
-        # because we held the lease: look once more after letting go.
-        if not has_queued_requests(provider_id):
+            knocked = lease.release_reporting_knock()
+        if not knocked:
             break
     return decided
 
@@ -75,12 +76,6 @@ def _drain(provider_id: uuid.UUID, lease: Lease, batch_size: int) -> int:
         decided += count
         if count < batch_size or not lease.extend():
             return decided
-
-
-def has_queued_requests(provider_id: uuid.UUID) -> bool:
-    with get_engine().connect() as conn:
-        return conn.scalar(select(exists().where(
-            requests_.c.provider_id == provider_id, requests_.c.status == "queued")))
 
 
 def decide_next_batch(provider_id: uuid.UUID, batch_size: int) -> int:
@@ -124,29 +119,30 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
     return len(snapshot.rows)
 
 
+# Statements are built once: composing them per call cost more CPU than running them.
+QUEUED_BATCH = (
+    select(requests_, providers.c.version.label("provider_version"),
+           *(providers.c[name] for name in RULE_COLUMNS),
+           exists().where(or_(endpoints.c.api_key_id == requests_.c.api_key_id,
+                              endpoints.c.all_clients)).label("wants_events"))
+    .join(providers, providers.c.id == requests_.c.provider_id)
+    .where(requests_.c.provider_id == bindparam("provider_id"), requests_.c.status == "queued")
+    .order_by(requests_.c.seq).limit(bindparam("batch_size"))
+)
+
+
 def read_snapshot(conn: Connection, provider_id: uuid.UUID, batch_size: int) -> Snapshot | None:
     """The provider's calendar as far as the next batch of queued requests needs it:
     two queries (the queued rows with their provider; the bookings and time off around
     the requested times)."""
     from booking.services.providers import calendar_rules
 
-    rows = conn.execute(
-        select(requests_, providers.c.version.label("provider_version"),
-               *(providers.c[name] for name in RULE_COLUMNS),
-               exists().where(or_(endpoints.c.api_key_id == requests_.c.api_key_id,
-                                  endpoints.c.all_clients)).label("wants_events"))
-        .join(providers, providers.c.id == requests_.c.provider_id)
-        .where(requests_.c.provider_id == provider_id, requests_.c.status == "queued")
-        .order_by(requests_.c.seq).limit(batch_size)
-    ).all()
+    rows = conn.execute(QUEUED_BATCH, {"provider_id": provider_id, "batch_size": batch_size}).all()
     if not rows:
         return None
     rules = calendar_rules(rows[0])
     bookings_, time_off_ = _calendar_around(conn, provider_id, rows, rules.slot_length)
     return Snapshot(rows[0].provider_version, rules, rows, bookings_, time_off_)
-
-
-RULE_COLUMNS = ("timezone", "slot_minutes", "weekly_schedule", "min_notice_minutes", "max_advance_days")
 
 
 def _requested_window(rows, slot_length: timedelta) -> Range | None:
@@ -156,22 +152,36 @@ def _requested_window(rows, slot_length: timedelta) -> Range | None:
     return Range(min(starts), max(starts) + slot_length, bounds="[)")
 
 
+def _calendar_query(by_window: bool, by_id: bool):
+    """Confirmed bookings overlapping :window and/or the bookings named in :referenced,
+    and time off overlapping :window, of :provider_id."""
+    conditions = []
+    if by_window:
+        conditions.append((bookings.c.status == "confirmed")
+                          & bookings.c.period.overlaps(bindparam("window", type_=bookings.c.period.type)))
+    if by_id:
+        conditions.append(bookings.c.id.in_(bindparam("referenced", expanding=True)))
+    parts = [select(literal("booking").label("source"), bookings.c.id, bookings.c.period,
+                    bookings.c.status).where(bookings.c.provider_id == bindparam("provider_id"),
+                                             or_(*conditions))]
+    if by_window:
+        parts.append(select(literal("time_off"), time_off.c.id, time_off.c.period, literal(None))
+                     .where(time_off.c.provider_id == bindparam("provider_id"),
+                            time_off.c.period.overlaps(bindparam("window", type_=time_off.c.period.type))))
+    return union_all(*parts)
+
+
+CALENDAR_QUERIES = {(w, i): _calendar_query(w, i) for w in (True, False) for i in (True, False) if w or i}
+
+
 def _calendar_around(conn: Connection, provider_id, rows, slot_length: timedelta):
     """Confirmed bookings and time off overlapping the batch's requested times, plus the
     bookings that reschedules and cancels name, in one round trip."""
     window = _requested_window(rows, slot_length)
     referenced = [row.booking_id for row in rows if row.booking_id is not None]
-    conditions = []
-    if window is not None:
-        conditions.append((bookings.c.status == "confirmed") & bookings.c.period.overlaps(window))
-    if referenced:
-        conditions.append(bookings.c.id.in_(referenced))
-    parts = [select(literal("booking").label("source"), bookings.c.id, bookings.c.period,
-                    bookings.c.status).where(bookings.c.provider_id == provider_id, or_(*conditions))]
-    if window is not None:
-        parts.append(select(literal("time_off"), time_off.c.id, time_off.c.period, literal(None))
-                     .where(time_off.c.provider_id == provider_id, time_off.c.period.overlaps(window)))
-    found = conn.execute(union_all(*parts)).all()
+    query = CALENDAR_QUERIES[(window is not None, bool(referenced))]
+    found = conn.execute(query, {"provider_id": provider_id, "window": window,
+                                 "referenced": referenced}).all()
     return ([KnownBooking(r.id, Interval(r.period.lower, r.period.upper), r.status)
              for r in found if r.source == "booking"],
             [Interval(r.period.lower, r.period.upper) for r in found if r.source == "time_off"])
@@ -182,15 +192,25 @@ def _pending(row) -> PendingRequest:
                           start=row.start, booking_id=row.booking_id)
 
 
+CLAIM = (update(providers)
+         .where(providers.c.id == bindparam("p_id"), providers.c.version == bindparam("seen"))
+         .values(version=providers.c.version + 1))
+CANCEL_BOOKING = update(bookings).where(bookings.c.id == bindparam("b_id")).values(
+    status="cancelled", cancel_reason=bindparam("b_reason"), version=bookings.c.version + 1,
+    updated_at=func.now())
+MOVE_BOOKING = update(bookings).where(bookings.c.id == bindparam("b_id")).values(
+    period=bindparam("b_period"), version=bookings.c.version + 1, updated_at=func.now())
+INSERT_BOOKING = bookings.insert()
+DECIDE_REQUEST = update(requests_).where(
+    requests_.c.id == bindparam("r_id"), requests_.c.status == "queued").values(
+    status=bindparam("r_status"), reason_code=bindparam("r_code"), reason_message=bindparam("r_message"),
+    booking_id=bindparam("r_booking"), decided_at=bindparam("r_decided_at"))
+
+
 def claim_calendar(conn: Connection, provider_id: uuid.UUID, seen_version: int) -> None:
     """The optimistic lock, taken before any write: it also row-locks the provider,
     so a concurrent writer waits for us and then finds the version moved."""
-    claimed = conn.execute(
-        update(providers).where(providers.c.id == provider_id,
-                                providers.c.version == seen_version)
-        .values(version=providers.c.version + 1)
-    ).rowcount
-    if claimed != 1:
+    if conn.execute(CLAIM, {"p_id": provider_id, "seen": seen_version}).rowcount != 1:
         raise StaleCalendar(provider_id)
 
 
@@ -215,17 +235,10 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
             cancels.append({"b_id": decision.booking_id,
                             "b_reason": row_by_id[decision.request_id].cancel_reason})
     # Cancels and moves first: they free the times that later creates may take.
-    _execute_many(conn, update(bookings).where(bookings.c.id == bindparam("b_id")).values(
-        status="cancelled", cancel_reason=bindparam("b_reason"),
-        version=bookings.c.version + 1, updated_at=func.now()), cancels)
-    _execute_many(conn, update(bookings).where(bookings.c.id == bindparam("b_id")).values(
-        period=bindparam("b_period"), version=bookings.c.version + 1, updated_at=func.now()), moves)
-    _execute_many(conn, bookings.insert(), new_bookings)
-    _execute_many(conn, update(requests_).where(
-        requests_.c.id == bindparam("r_id"), requests_.c.status == "queued").values(
-        status=bindparam("r_status"), reason_code=bindparam("r_code"),
-        reason_message=bindparam("r_message"), booking_id=bindparam("r_booking"),
-        decided_at=now), [_request_outcome(d) for d in decisions])
+    _execute_many(conn, CANCEL_BOOKING, cancels)
+    _execute_many(conn, MOVE_BOOKING, moves)
+    _execute_many(conn, INSERT_BOOKING, new_bookings)
+    _execute_many(conn, DECIDE_REQUEST, [{**_request_outcome(d), "r_decided_at": now} for d in decisions])
 
 
 def _request_outcome(decision: Decision) -> dict:

@@ -107,3 +107,17 @@ def test_a_held_lease_keeps_a_second_worker_out(db):
     finally:
         assert holder.release()
     assert decide.decide_provider_queue(provider.id) == 1
+
+
+def test_a_knock_during_a_lease_is_reported_to_its_holder_once():
+    from booking import notify
+    from workers.lease import Lease
+
+    holder = Lease(notify.redis_client(), "booking:lease:test-knock", 10_000)
+    caller = Lease(notify.redis_client(), "booking:lease:test-knock", 10_000)
+    assert holder.acquire_or_knock()
+    assert not caller.acquire_or_knock()  # held: it knocks instead
+
+    assert holder.release_reporting_knock()  # the knock reaches the holder
+    assert caller.acquire_or_knock()
+    assert not caller.release_reporting_knock()  # nobody knocked this time

@@ -165,3 +165,32 @@ def test_malformed_schedules_name_the_day(schedule, day):
 def test_end_of_day_may_be_written_as_24_00():
     calendar = rules(TOKYO, {"tuesday": [{"start": "23:00", "end": "24:00"}]})
     assert local_starts(day_slots(calendar, date(2026, 12, 1)), TOKYO) == ["23:00+0900", "23:30+0900"]
+
+
+SPLIT_DAYS = {day: [{"start": "00:00", "end": "02:45"}, {"start": "08:15", "end": "12:00"},
+                    {"start": "13:00", "end": "24:00"}]
+              for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
+
+
+@pytest.mark.parametrize("zone", [NEW_YORK, BERLIN, KOLKATA, ZoneInfo("Australia/Lord_Howe"),
+                                  ZoneInfo("America/Santiago")])
+@pytest.mark.parametrize("slot_minutes", [30, 45])
+def test_the_grid_check_agrees_with_the_listed_slots_around_every_clock_change(zone, slot_minutes):
+    calendar = rules(zone, SPLIT_DAYS, slot_minutes)
+    year = [date(2026, 1, 1) + timedelta(days=n) for n in range(365)]
+    changes = [day for day in year if zone.utcoffset(datetime.combine(day, datetime.min.time()))
+               != zone.utcoffset(datetime.combine(day + timedelta(days=1), datetime.min.time()))]
+    days = [day + timedelta(days=d) for day in changes for d in (-1, 0, 1)] + year[::60]
+    assert len(changes) == (0 if zone is KOLKATA else 2)
+    disagreements = []
+    for day in days:
+        slot_starts = {slot.start for slot in day_slots(calendar, day)}
+        midnight = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+        for step in range(-8, 26 * 4 + 8):  # quarter hours across the local day, and an odd minute
+            for minute in (15 * step, 15 * step + 7):
+                start = midnight + timedelta(minutes=minute)
+                if start.astimezone(zone).date() != day:
+                    continue
+                if (check_grid(calendar, start) is None) != (start in slot_starts):
+                    disagreements.append(start.astimezone(zone).isoformat())
+    assert disagreements == []
