@@ -8,9 +8,9 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
+from benchmarks.load import Client
 from booking.stack import free_port, stop_process_group, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def start_workers(env: dict[str, str], log_dir: Path, processes: int, threads: i
 def sync_job(request_for):
     """POST /book: 201 booked, 409 taken; decided when the answer arrives."""
 
-    def job(client: httpx.Client, index: int):
+    def job(client: Client, index: int):
         provider_id, start = request_for(index)
         response = client.post("/book", json={"provider_id": provider_id, "start": start,
                                               "customer_id": "bench"})
@@ -102,7 +102,7 @@ def pipeline_job(request_for, prefer_wait: bool = False):
     POST itself waits (`Prefer: wait=30`) and the GET is needed only on a timeout."""
     headers = {"Prefer": "wait=30"} if prefer_wait else {}
 
-    def job(client: httpx.Client, index: int):
+    def job(client: Client, index: int):
         provider_id, start = request_for(index)
         accepted = client.post("/v1/bookings", headers=headers, json={
             "provider_id": provider_id, "customer_id": "bench", "start": start})
