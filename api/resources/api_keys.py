@@ -24,7 +24,7 @@ class ApiKeys(MethodView):
         return {"items": [present_key(k) for k in keys.list_keys()]}
 
     @admin_only
-    @blp.arguments(ApiKeyIn)
+    @blp.arguments(ApiKeyIn())
     @blp.response(201, ApiKeyCreated)
     @document_problems(blp, 400, 403, 413, 415, 422)
     def post(self, fields):

@@ -17,7 +17,7 @@ blp = Blueprint("booking_requests", __name__, url_prefix="/v1/booking-requests",
 
 @blp.route("")
 class BookingRequests(MethodView):
-    @blp.arguments(RequestListQuery, location="query")
+    @blp.arguments(RequestListQuery(), location="query")
     @blp.response(200, RequestPage)
     @document_problems(blp, 422)
     def get(self, query):
@@ -29,7 +29,7 @@ class BookingRequests(MethodView):
 
 @blp.route("/<uuid:request_id>")
 class BookingRequest(MethodView):
-    @blp.arguments(WaitQuery, location="query")
+    @blp.arguments(WaitQuery(), location="query")
     @blp.response(200, RequestOut)
     @document_problems(blp, 404, 422)
     def get(self, query, request_id):

@@ -60,7 +60,7 @@ def accepted(request, headers_in: dict) -> tuple[dict, int, dict[str, str]]:
 
 @blp.route("")
 class Bookings(MethodView):
-    @blp.arguments(BookingListQuery, location="query")
+    @blp.arguments(BookingListQuery(), location="query")
     @blp.response(200, BookingPage)
     @document_problems(blp, 422)
     def get(self, query):
@@ -71,8 +71,8 @@ class Bookings(MethodView):
                                                     query.get("cursor"))
         return {"items": [present_booking(b) for b in items], "next_cursor": next_cursor}
 
-    @blp.arguments(IdempotencyHeader, location="headers")
-    @blp.arguments(BookingIn)
+    @blp.arguments(IdempotencyHeader(), location="headers")
+    @blp.arguments(BookingIn())
     @blp.response(202, RequestOut)
     @document_problems(blp, *ACCEPTED_PROBLEMS)
     def post(self, headers, body):
@@ -95,8 +95,8 @@ class Booking(MethodView):
 
 @blp.route("/<uuid:booking_id>/reschedule")
 class Reschedule(MethodView):
-    @blp.arguments(ChangeHeaders, location="headers")
-    @blp.arguments(RescheduleIn)
+    @blp.arguments(ChangeHeaders(), location="headers")
+    @blp.arguments(RescheduleIn())
     @blp.response(202, RequestOut)
     @document_problems(blp, *CHANGE_PROBLEMS)
     def post(self, headers, body, booking_id):
@@ -110,8 +110,8 @@ class Reschedule(MethodView):
 
 @blp.route("/<uuid:booking_id>/cancel")
 class Cancel(MethodView):
-    @blp.arguments(ChangeHeaders, location="headers")
-    @blp.arguments(CancelIn)
+    @blp.arguments(ChangeHeaders(), location="headers")
+    @blp.arguments(CancelIn())
     @blp.response(202, RequestOut)
     @document_problems(blp, *CHANGE_PROBLEMS)
     def post(self, headers, body, booking_id):

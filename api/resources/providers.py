@@ -39,7 +39,7 @@ def provider_headers(provider) -> dict[str, str]:
 @blp.route("")
 class Providers(MethodView):
     @admin_only
-    @blp.arguments(PageQuery, location="query")
+    @blp.arguments(PageQuery(), location="query")
     @blp.response(200, ProviderPage)
     @document_problems(blp, 403, 422)
     def get(self, query):
@@ -48,7 +48,7 @@ class Providers(MethodView):
         return {"items": [present_provider(p) for p in items], "next_cursor": next_cursor}
 
     @admin_only
-    @blp.arguments(ProviderIn)
+    @blp.arguments(ProviderIn())
     @blp.response(201, ProviderOut)
     @document_problems(blp, 400, 403, 413, 415, 422)
     def post(self, fields):
@@ -67,8 +67,8 @@ class Provider(MethodView):
         return present_provider(provider), {"ETag": etag(provider.version)}
 
     @admin_only
-    @blp.arguments(IfMatchHeader, location="headers")
-    @blp.arguments(ProviderPatch)
+    @blp.arguments(IfMatchHeader(), location="headers")
+    @blp.arguments(ProviderPatch())
     @blp.response(200, ProviderOut)
     @document_problems(blp, 400, 403, 404, 409, 412, 413, 415, 422)
     def patch(self, headers, changes, provider_id):
@@ -88,7 +88,7 @@ class TimeOffCollection(MethodView):
         return {"items": [present_time_off(t, zone) for t in items]}
 
     @admin_only
-    @blp.arguments(TimeOffIn)
+    @blp.arguments(TimeOffIn())
     @blp.response(201, TimeOffOut)
     @document_problems(blp, 400, 403, 404, 409, 413, 415, 422)
     def post(self, fields, provider_id):
@@ -111,7 +111,7 @@ class TimeOffItem(MethodView):
 
 @blp.route("/<uuid:provider_id>/slots")
 class Slots(MethodView):
-    @blp.arguments(SlotsQuery, location="query")
+    @blp.arguments(SlotsQuery(), location="query")
     @blp.response(200, SlotsOut)
     @document_problems(blp, 404, 422)
     def get(self, query, provider_id):

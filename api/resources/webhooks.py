@@ -23,7 +23,7 @@ class Endpoints(MethodView):
         """List this key's endpoints (an admin sees all)."""
         return {"items": [present_endpoint(e) for e in webhooks.list_endpoints(current_key())]}
 
-    @blp.arguments(EndpointIn)
+    @blp.arguments(EndpointIn())
     @blp.response(201, EndpointOut)
     @document_problems(blp, 400, 403, 413, 415, 422)
     def post(self, fields):
