@@ -1,6 +1,7 @@
 """The ceiling: pgbench (shipped with the embedded PostgreSQL) running the pipeline's
-own SQL per booking, 8 clients: the accept insert, then the decision transaction
-(version claim, booking insert, request update). No Python anywhere in the loop."""
+own SQL per booking, 8 clients: the accept statement, then the decision transaction
+(batch and calendar reads, version claim, booking insert, request update). No Python
+anywhere in the loop."""
 
 from __future__ import annotations
 
@@ -9,25 +10,47 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+# Mirrors booking.services.requests.ACCEPT_CREATE and workers.decide (batch read,
+# calendar read, version claim, booking insert, request update) for one request.
 SCRIPT = r"""
 \set n random(1, :providers)
 \set slot random(96, 17000)
 SELECT id AS pid FROM bench_provider_index WHERE n = :n \gset
-INSERT INTO booking_requests (id, api_key_id, kind, provider_id, customer_id, start, status)
-  VALUES (gen_random_uuid(), ':key'::uuid, 'create', ':pid'::uuid, 'pgbench',
-          date_trunc('hour', now()) + :slot * interval '30 minutes', 'queued')
-  RETURNING id AS rid \gset
+WITH provider AS (SELECT id, timezone FROM providers WHERE id = ':pid'::uuid),
+     backlog AS (SELECT count(*) AS queued FROM (
+         SELECT 1 FROM booking_requests WHERE api_key_id = ':key'::uuid AND status = 'queued'
+         LIMIT 1000000) AS undecided),
+     accepted AS (
+         INSERT INTO booking_requests (id, kind, provider_id, api_key_id, customer_id, start, status,
+                                       created_at)
+         SELECT gen_random_uuid(), 'create', provider.id, ':key'::uuid, 'pgbench',
+                date_trunc('hour', now()) + :slot * interval '30 minutes', 'queued', now()
+         FROM provider, backlog WHERE backlog.queued < 1000000
+         RETURNING id)
+SELECT (SELECT timezone FROM provider), (SELECT id FROM accepted) AS rid \gset
 BEGIN;
+SELECT r.*, p.version, p.timezone, p.weekly_schedule,
+       EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.api_key_id = r.api_key_id OR e.all_clients)
+  FROM booking_requests r JOIN providers p ON p.id = r.provider_id
+  WHERE r.provider_id = ':pid'::uuid AND r.status = 'queued' ORDER BY r.seq LIMIT 200;
+SELECT 'booking', id, period, status FROM bookings
+  WHERE provider_id = ':pid'::uuid AND status = 'confirmed'
+    AND period && tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',
+                            date_trunc('hour', now()) + (:slot + 1) * interval '30 minutes', '[)')
+UNION ALL
+SELECT 'time_off', id, period, NULL FROM time_off
+  WHERE provider_id = ':pid'::uuid
+    AND period && tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',
+                            date_trunc('hour', now()) + (:slot + 1) * interval '30 minutes', '[)');
 UPDATE providers SET version = version + 1 WHERE id = ':pid'::uuid;
-SELECT id, start FROM booking_requests WHERE provider_id = ':pid'::uuid AND status = 'queued'
-  ORDER BY seq LIMIT 1;
 INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version)
   VALUES (gen_random_uuid(), ':pid'::uuid, ':key'::uuid, 'pgbench',
           tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',
                     date_trunc('hour', now()) + (:slot + 1) * interval '30 minutes', '[)'),
           'confirmed', 1)
   ON CONFLICT DO NOTHING;
-UPDATE booking_requests SET status = 'succeeded', decided_at = now() WHERE id = ':rid'::uuid;
+UPDATE booking_requests SET status = 'succeeded', decided_at = now()
+  WHERE id = ':rid'::uuid AND status = 'queued';
 END;
 """
 
