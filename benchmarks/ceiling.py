@@ -76,7 +76,8 @@ def run_ceiling(port: int, key_id: str, providers: int, seconds: int, clients: i
     if result.returncode != 0:
         raise RuntimeError(f"pgbench failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     tps = float(re.search(r"tps = ([\d.]+)", result.stdout).group(1))
+    transactions = int(re.search(r"number of transactions actually processed: (\d+)", result.stdout).group(1))
     latency = re.search(r"latency average = ([\d.]+) ms", result.stdout)
     tps = round(tps, 1)
-    return {"accepted_per_s": tps, "decided_per_s": tps,
+    return {"accepted_per_s": tps, "decided_per_s": tps, "transactions": transactions,
             "p50_ms": float(latency.group(1)) if latency else None}

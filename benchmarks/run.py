@@ -21,7 +21,7 @@ from benchmarks import data
 from benchmarks.ceiling import run_ceiling
 from benchmarks.load import Run, closed_loop, open_loop
 from benchmarks.report import print_table, write_chart
-from benchmarks.systems import PeakRss, pipeline_job, start_web, start_workers, sync_job
+from benchmarks.systems import CpuMeter, PeakRss, pipeline_job, start_web, start_workers, sync_job
 
 CLIENTS = 16
 
@@ -30,11 +30,13 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def figures(run: Run, double: int, rss: float) -> dict:
+def figures(run: Run, double: int, rss: float, cpu: CpuMeter | None = None) -> dict:
+    extra = {"cpu_ms_per_decision": cpu.per_decision_ms(len(run.latencies_ms))} if cpu else {}
     return {"accepted_per_s": round(run.accepted_per_s(), 1), "decided_per_s": round(run.decided_per_s(), 1),
             "p50_ms": round(run.percentile(50), 1), "p95_ms": round(run.percentile(95), 1),
             "p99_ms": round(run.percentile(99), 1), "double_bookings": double,
-            "rss_mb": round(rss, 1), "outcomes": dict(run.outcomes), "requests": len(run.latencies_ms)}
+            "rss_mb": round(rss, 1), "outcomes": dict(run.outcomes), "requests": len(run.latencies_ms),
+            **extra}
 
 
 class Bench:
@@ -44,8 +46,9 @@ class Bench:
 
     def record(self, scenario: str, system: str, result: dict) -> None:
         self.results.setdefault(scenario, {})[system] = result
-        say(f"  {scenario:<12} {system:<12} decided/s {result['decided_per_s']:>8}  "
-            f"p99 {result.get('p99_ms')} ms  double {result.get('double_bookings')}")
+        say(f"  {scenario:<12} {system:<15} decided/s {result['decided_per_s']:>8}  "
+            f"p99 {result.get('p99_ms')} ms  double {result.get('double_bookings')}  "
+            f"CPU ms/decision {result.get('cpu_ms_per_decision')}")
 
     def setup(self, scenario: str, preload: int = 0):
         key, key_id, providers = data.reset(self.engine, 1 if scenario in ("hot", "contended") else 1000)
@@ -56,7 +59,9 @@ class Bench:
 
     def ceiling(self, scenario: str, key_id: str, providers: list[str]) -> None:
         data.clear_run(self.engine)
-        result = run_ceiling(self.pg_port, key_id, len(providers), self.args.ceiling_seconds)
+        with CpuMeter() as cpu:
+            result = run_ceiling(self.pg_port, key_id, len(providers), self.args.ceiling_seconds)
+        result["cpu_ms_per_decision"] = cpu.per_decision_ms(result["transactions"])
         result.update(double_bookings=data.double_bookings(self.engine, "bookings"))
         self.record(scenario, "ceiling", result)
 
@@ -65,12 +70,12 @@ class Bench:
         env = {**self.env, "BENCH_SYNC_MODE": mode, "BENCH_SYNC_DSN": self.env["DATABASE_URL"]}
         web, url = start_web("benchmarks.sync_app:create_app()", env, self.log_dir, f"sync-{mode}")
         try:
-            with PeakRss([web]) as rss:
+            with PeakRss([web]) as rss, CpuMeter() as cpu:
                 run = closed_loop(url, sync_job(data.requests_for(scenario, providers)), CLIENTS, total)
         finally:
             web.stop()
         self.record(scenario, f"sync-{mode}",
-                    figures(run, data.double_bookings(self.engine, "bench_sync_bookings"), rss.peak))
+                    figures(run, data.double_bookings(self.engine, "bench_sync_bookings"), rss.peak, cpu))
 
     def pipeline(self, scenario: str, key: str, providers: list[str], total: int,
                  processes: int = 2, system: str = "pipeline", half_load: bool = False,
@@ -81,9 +86,9 @@ class Bench:
         headers = {"Authorization": f"Bearer {key}"}
         job = pipeline_job(data.requests_for(scenario, providers), prefer_wait)
         try:
-            with PeakRss([web, workers]) as rss:
+            with PeakRss([web, workers]) as rss, CpuMeter() as cpu:
                 run = closed_loop(url, job, CLIENTS, total, headers)
-            result = figures(run, data.double_bookings(self.engine, "bookings"), rss.peak)
+            result = figures(run, data.double_bookings(self.engine, "bookings"), rss.peak, cpu)
             if half_load:
                 data.clear_run(self.engine)
                 rate = run.decided_per_s() / 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -65,6 +66,63 @@ class PeakRss:
     def _sample(self):
         while not self._stop.wait(0.25):
             self.peak = max(self.peak, sum(s.rss_mb() for s in self.services))
+
+
+class CpuMeter:
+    """CPU seconds spent during a run by every process on the machine, grouped by role
+    (web, worker, postgres, redis, client = the load generator or pgbench, other), per
+    decided booking: with every part on the same cores, throughput is CPU per booking.
+    Sampled every 0.2 s, so that processes which end during the run (pgbench and its
+    server backends) are counted too."""
+
+    ROLES = (("gunicorn", "web"), ("dramatiq", "worker"), ("postgres", "postgres"),
+             ("redis-server", "redis"), ("pgbench", "client"))
+
+    def __init__(self):
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
+
+    def __enter__(self):
+        self._sample(initial=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def per_decision_ms(self, decided: int) -> dict[str, float]:
+        seconds: dict[str, float] = {}
+        for pid, (role, used) in self._last.items():
+            seconds[role] = seconds.get(role, 0.0) + max(0.0, used - self._first.get(pid, 0.0))
+        shares = {role: round(1000 * spent / max(1, decided), 2) for role, spent in seconds.items()
+                  if spent > 0.005}
+        return {"total": round(sum(shares.values()), 2), **dict(sorted(shares.items()))}
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def _sample(self, initial: bool = False) -> None:
+        me = os.getpid()
+        for process in psutil.process_iter(["cmdline", "cpu_times"]):
+            times = process.info["cpu_times"]
+            if times is None:
+                continue
+            used = times.user + times.system
+            if initial:
+                self._first[process.pid] = used
+            self._last[process.pid] = (self._role(process.pid, process.info["cmdline"] or [], me), used)
+
+    @classmethod
+    def _role(cls, pid: int, cmdline: list[str], me: int) -> str:
+        if pid == me:
+            return "client"
+        text = " ".join(cmdline)
+        return next((role for marker, role in cls.ROLES if marker in text), "other")
 
 
 def start_web(app: str, env: dict[str, str], log_dir: Path, name: str = "web") -> tuple[Service, str]:

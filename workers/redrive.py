@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from booking import notify
 from booking.config import get_settings
-from booking.db import get_engine
+from booking.db import autocommit
 from models import BookingRequest, WebhookDelivery
 from workers.lease import Lease, provider_lease_key
 
@@ -27,7 +27,7 @@ LATE_AFTER_S = 5
 
 def stale_providers(older_than: timedelta) -> list:
     requests_ = BookingRequest.__table__
-    with get_engine().connect() as conn:
+    with autocommit() as conn:
         return list(conn.scalars(
             select(requests_.c.provider_id).distinct()
             .where(requests_.c.status == "queued",
@@ -61,7 +61,7 @@ def redrive_late_deliveries() -> int:
     from workers.actors import deliver_webhook
 
     deliveries = WebhookDelivery.__table__
-    with get_engine().connect() as conn:
+    with autocommit() as conn:
         late = list(conn.scalars(
             select(deliveries.c.id).where(
                 deliveries.c.status == "pending",

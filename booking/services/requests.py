@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from booking import notify, webhooks
-from booking.db import get_engine, new_session
+from booking.db import autocommit, new_session
 from booking.services.errors import InvalidInput, NotFound, PreconditionFailed, TooManyRequests
 from booking.services.pagination import decode_cursor, page
 from models import ApiKey, Booking, BookingRequest, Provider
@@ -88,7 +88,7 @@ def _insert_create(request: BookingRequest) -> str:
     cap = max_queued_per_client()
     columns = ("id", "provider_id", "api_key_id", "customer_id", "start", "callback_url",
                "idempotency_key", "request_fingerprint", "created_at")
-    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with autocommit() as conn:
         zone, queued, seq = conn.execute(ACCEPT_CREATE, {
             "cap": cap, **{name: getattr(request, name) for name in columns}}).one()
     if zone is None:
@@ -201,7 +201,7 @@ READ_REQUEST = (
 def get_request(key: ApiKey, request_id: uuid.UUID) -> BookingRequest:
     """The request, if the key may see it (its own, or any for an admin); else 404.
     (Detached objects with what presenting them needs: the provider's zone, the booking.)"""
-    with get_engine().connect() as conn:
+    with autocommit() as conn:
         row = conn.execute(READ_REQUEST, {"request_id": request_id}).mappings().one_or_none()
     if row is None or not (key.is_admin or row["api_key_id"] == key.id):
         raise NotFound("No such booking request.")
