@@ -45,6 +45,7 @@ return {hits, left, tonumber(redis.call('GET', KEYS[2]) or '0')}
 
 @dataclass(frozen=True)
 class Spent:
+    kind: str  # "submit" or "read"
     allowed: bool
     budget: Budget
     keys_epoch: int  # read in the same round trip, for the auth cache
@@ -62,7 +63,7 @@ class RateLimits:
         hits, left_ms, epoch = self.spend_script(
             keys=[f"booking:rate:{kind}:{subject}:{window_ms}", KEYS_EPOCH], args=[window_ms])
         budget = Budget(item.amount, max(0, item.amount - hits), max(1, math.ceil(left_ms / 1000)))
-        return Spent(hits <= item.amount, budget, epoch)
+        return Spent(kind, hits <= item.amount, budget, epoch)
 
 
 def init_rate_limits(app: Flask, redis_url: str) -> None:
@@ -89,9 +90,8 @@ def over_budget(spent: Spent | None):
     g.rate_budget = spent.budget
     if spent.allowed:
         return None
-    kind = "submit" if request.method == "POST" and request.endpoint in SUBMIT_ENDPOINTS else "read"
     return problem(429, "Too Many Requests",
-                   f"This key's {kind} budget is spent; retry in {spent.budget.reset_in} s.",
+                   f"This key's {spent.kind} budget is spent; retry in {spent.budget.reset_in} s.",
                    headers={"Retry-After": str(spent.budget.reset_in)})
 
 

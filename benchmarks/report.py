@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-COLUMNS = ("accepted_per_s", "decided_per_s", "p50_ms", "p95_ms", "p99_ms", "double_bookings", "rss_mb")
+COLUMNS = ("accepted_per_s", "decided_per_s", "p50_ms", "p95_ms", "p99_ms", "double_bookings", "rss_mb",
+           "cpu_ms")  # cpu_ms: CPU per decided booking, all processes (cpu_ms_per_decision in the JSON)
 
 
 def ratio(report: dict, scenario: str, system: str, other_scenario: str, other: str) -> float | None:
@@ -45,7 +46,8 @@ def print_table(report: dict) -> None:
     print(f"{'scenario':<12} {'system':<12} " + " ".join(f"{c:>15}" for c in COLUMNS))
     for scenario, systems in report["scenarios"].items():
         for system, figures in systems.items():
-            cells = " ".join(f"{_cell(figures.get(c)):>15}" for c in COLUMNS)
+            cpu = (figures.get("cpu_ms_per_decision") or {}).get("total")
+            cells = " ".join(f"{_cell(cpu if c == 'cpu_ms' else figures.get(c)):>15}" for c in COLUMNS)
             print(f"{scenario:<12} {system:<12} {cells}")
     print("\nGoals (ratios within this run):")
     for name, value, target in goals(report):
