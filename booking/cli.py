@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 from booking.config import get_settings
@@ -82,21 +83,50 @@ def print_banner(port: str) -> None:
           f"Admin key: {key_hint}\nStop with Ctrl-C.\n", flush=True)
 
 
-def run_procfile(env: dict[str, str], port: str) -> int:
-    honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", str(REPO_ROOT / "Procfile"),
-                               "-d", str(REPO_ROOT), "-p", port], env=env)
+RESTART_DELAY_S = 1
+QUICK_EXIT_S = 10  # a start that dies sooner than this counts as failing at once
+QUICK_EXITS_ALLOWED = 3
 
-    stopping = []
+
+def run_procfile(env: dict[str, str], port: str) -> int:
+    """Run the Procfile under honcho until stopped. Honcho stops every process when one
+    of them exits (dramatiq exits when one of its worker processes is killed); as a
+    production supervisor would, start them all again: the servers and every accepted
+    request are untouched. Give up only if they keep dying at once."""
+    stopping: list[int] = []
+    running: list[subprocess.Popen] = []
 
     def forward(signum, _frame):
         stopping.append(signum)
-        honcho.send_signal(signum)
+        for honcho in running:
+            honcho.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
+    quick_exits = 0
+    while not stopping:
+        started = time.monotonic()
+        running[:] = [subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f",
+                                        str(REPO_ROOT / "Procfile"), "-d", str(REPO_ROOT), "-p", port],
+                                       env=env)]
+        if stopping:  # a signal that came while we were starting it
+            running[0].send_signal(stopping[0])
+        code = _wait(running[0], stopping)
+        if stopping:
+            break
+        quick_exits = quick_exits + 1 if time.monotonic() - started < QUICK_EXIT_S else 0
+        if quick_exits >= QUICK_EXITS_ALLOWED:
+            print(f"booking: the processes keep exiting at once (code {code}); giving up", file=sys.stderr)
+            return code or 1
+        print(f"booking: a process exited (code {code}); starting them all again", file=sys.stderr,
+              flush=True)
+        time.sleep(RESTART_DELAY_S)
+    return 0
+
+
+def _wait(honcho: subprocess.Popen, stopping: list[int]) -> int:
     while True:
         try:
-            code = honcho.wait()
-            return 0 if stopping else code
+            return honcho.wait()
         except KeyboardInterrupt:
             stopping.append(signal.SIGINT)  # the terminal sent it to honcho too; wait for it
 

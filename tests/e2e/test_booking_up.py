@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import psutil
 
 from booking.stack import free_port, port_is_open
 from tests.conftest import ProcessGroup
@@ -18,8 +19,11 @@ ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
 
 
-def wait_until_ready(base_url: str, service: ProcessGroup, timeout: float = 120) -> None:
-    service.wait_for_output("Worker process is ready for action.", timeout=timeout)
+READY = "Worker process is ready for action."
+
+
+def wait_until_ready(base_url: str, service: ProcessGroup, timeout: float = 120, count: int = 1) -> None:
+    service.wait_for_output(READY, count=count, timeout=timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -29,6 +33,16 @@ def wait_until_ready(base_url: str, service: ProcessGroup, timeout: float = 120)
             pass
         time.sleep(0.2)  # gunicorn announces nothing when its socket starts answering
     raise TimeoutError(f"{base_url}/readyz never answered 200:\n{''.join(service.output[-40:])}")
+
+
+def decision_worker_process(root: int) -> int:
+    """A worker process of the decisions queue: a leaf under dramatiq's main process
+    (which itself may run under the shell that honcho starts)."""
+    for process in psutil.Process(root).children(recursive=True):
+        command = " ".join(process.cmdline())
+        if "dramatiq" in command and "decisions" in command and not process.children():
+            return process.pid
+    raise LookupError("no decision worker process")
 
 
 def test_booking_up_serves_decides_and_stops_what_it_started(tmp_path):
@@ -53,11 +67,22 @@ def test_booking_up_serves_decides_and_stops_what_it_started(tmp_path):
                                                  "start": start.isoformat()}).json()
         decided = api.get(f"/v1/booking-requests/{request['id']}", params={"wait": 30}).json()
         bootstrap = httpx.get(f"{base_url}/v1/api-keys", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+
+        # A decision worker process dies: dramatiq exits, honcho stops the rest, and
+        # `booking up` starts them all again; a request accepted before is decided after.
+        later = api.post("/v1/bookings", json={"provider_id": provider["id"], "customer_id": "c",
+                                               "start": (start + timedelta(hours=1)).isoformat()}).json()
+        ready_before = sum(READY in line for line in service.output)
+        os.kill(decision_worker_process(service.process.pid), signal.SIGKILL)
+        service.wait_for_output("starting them all again", timeout=60)
+        wait_until_ready(base_url, service, count=ready_before + 1)
+        after_restart = api.get(f"/v1/booking-requests/{later['id']}", params={"wait": 30}).json()
     finally:
         os.kill(service.process.pid, signal.SIGTERM)  # as `kill <pid of booking up>` would
         exit_code = service.process.wait(timeout=60)
 
     assert decided["status"] == "succeeded"
+    assert after_restart["status"] in ("succeeded", "rejected")  # decided, either way
     assert decided["booking"]["start"].endswith("+09:00")
     assert {k["name"] for k in bootstrap.json()["items"]} == {"bootstrap admin", "ops"}
     assert (home / "secret_key").stat().st_mode & 0o077 == 0  # generated, readable by us only
