@@ -63,7 +63,9 @@ def retry_delivery(key: ApiKey, request_id: uuid.UUID,
     Returns the request's provider zone and the delivery."""
     zone = get_request(key, request_id).provider.timezone
     with new_session() as session, session.begin():
-        delivery = session.get(WebhookDelivery, delivery_id)
+        # Locked: an attempt being recorded meanwhile would otherwise set 'delivered' after
+        # our read, and our update (only the columns that changed) would leave it so.
+        delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
         if delivery is None or delivery.request_id != request_id:
             raise NotFound("No such delivery for this request.")
         delivery.status, delivery.next_attempt_at = "pending", datetime.now(UTC)
