@@ -14,12 +14,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+from psycopg.rows import dict_row
 from sqlalchemy import bindparam, func, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from booking import notify, webhooks
-from booking.db import autocommit, new_session
+from booking.db import driver_autocommit, driver_query, new_session
 from booking.services.errors import InvalidInput, NotFound, PreconditionFailed, TooManyRequests
 from booking.services.pagination import decode_cursor, page
 from models import ApiKey, Booking, BookingRequest, Provider
@@ -79,7 +81,7 @@ def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: 
                              request_fingerprint=print_, created_at=datetime.now(UTC))
     try:
         zone = _insert_create(request)
-    except IntegrityError:
+    except psycopg.errors.UniqueViolation:
         # Two submissions with one Idempotency-Key raced; the other one won.
         return _earlier_submission(key, idempotency_key, print_)
     request.provider = Provider(id=provider_id, timezone=zone)  # what presenting it needs
@@ -92,9 +94,9 @@ def _insert_create(request: BookingRequest) -> str:
     cap = max_queued_per_client()
     columns = ("id", "provider_id", "api_key_id", "customer_id", "start", "callback_url",
                "idempotency_key", "request_fingerprint", "created_at")
-    with autocommit() as conn:
-        zone, seq = conn.execute(ACCEPT_CREATE, {
-            "cap": cap, **{name: getattr(request, name) for name in columns}}).one()
+    with driver_autocommit() as conn:
+        zone, seq = conn.execute(*driver_query(ACCEPT_CREATE, {
+            "cap": cap, **{name: getattr(request, name) for name in columns}})).fetchone()
     if zone is None:
         raise InvalidInput("No such provider.", {"provider_id": ["no such provider"]})
     if seq is None:
@@ -202,8 +204,9 @@ READ_REQUEST = (
 def get_request(key: ApiKey, request_id: uuid.UUID) -> BookingRequest:
     """The request, if the key may see it (its own, or any for an admin); else 404.
     (Detached objects with what presenting them needs: the provider's zone, the booking.)"""
-    with autocommit() as conn:
-        row = conn.execute(READ_REQUEST, {"request_id": request_id}).mappings().one_or_none()
+    with driver_autocommit() as conn:
+        row = conn.cursor(row_factory=dict_row).execute(
+            *driver_query(READ_REQUEST, {"request_id": request_id})).fetchone()
     if row is None or not (key.is_admin or row["api_key_id"] == key.id):
         raise NotFound("No such booking request.")
     request = BookingRequest(**{column.name: row[column.name] for column in _requests.c})
