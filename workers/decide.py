@@ -276,10 +276,12 @@ def _run(conn: Connection, statement, parameters: dict) -> psycopg.Cursor:
 
 
 def _execute_many(conn: Connection, statement, parameters: list[dict]) -> None:
-    if parameters:
+    cursor = conn.connection.driver_connection.cursor()
+    if len(parameters) == 1:  # executemany's pipeline costs more than it saves for one row
+        cursor.execute(*driver_query(statement, parameters[0]))
+    elif parameters:
         sql = driver_query(statement, {})[0]
-        conn.connection.driver_connection.cursor().executemany(
-            sql, [driver_query(statement, row)[1] for row in parameters])
+        cursor.executemany(sql, [driver_query(statement, row)[1] for row in parameters])
 
 
 def _fail_oldest_request(provider_id: uuid.UUID) -> int:
