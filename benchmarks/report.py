@@ -67,7 +67,7 @@ def write_chart(report: dict, path: Path) -> None:
 
     scenarios = list(report["scenarios"])
     systems = ["ceiling", "sync-naive", "sync-locked", "pipeline", "pipeline-prefer"]
-    fig, (throughput, latency) = plt.subplots(1, 2, figsize=(14, 5))
+    fig, (throughput, latency, cpu) = plt.subplots(1, 3, figsize=(20, 5))
     width = 0.16
     for offset, system in enumerate(systems):
         values = [report["scenarios"][s].get(system, {}).get("decided_per_s") or 0 for s in scenarios]
@@ -83,5 +83,22 @@ def write_chart(report: dict, path: Path) -> None:
     latency.set_ylabel("submit -> decided (ms)")
     latency.set_title("Pipeline latency percentiles (closed loop)")
     latency.legend()
+    _cpu_panel(cpu, report, systems)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def _cpu_panel(axes, report: dict, systems: list[str]) -> None:
+    """CPU per decided booking in `uniform`, stacked by role: on a machine whose cores
+    everything shares, this is what throughput is divided by."""
+    uniform = report["scenarios"].get("uniform", {})
+    shown = [s for s in systems if "cpu_ms_per_decision" in uniform.get(s, {})]
+    bottoms = [0.0] * len(shown)
+    for role in ("web", "worker", "postgres", "redis", "client", "other"):
+        values = [uniform[s]["cpu_ms_per_decision"].get(role, 0.0) for s in shown]
+        axes.bar(shown, values, bottom=bottoms, label=role)
+        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+    axes.set_ylabel("CPU ms per decided booking")
+    axes.set_title("Where the CPU goes (uniform)")
+    axes.tick_params(axis="x", rotation=20)
+    axes.legend()
