@@ -191,8 +191,9 @@ def _visible_booking(session: Session, key: ApiKey, booking_id: uuid.UUID) -> Bo
 
 _requests, _bookings, _providers = BookingRequest.__table__, Booking.__table__, Provider.__table__
 _BOOKING_COLUMNS = [column.label(f"booking__{column.name}") for column in _bookings.c]
-# Core, not the ORM: this runs twice per long-poll, and loading through the ORM's
-# joined eager loading cost more CPU than the rest of the request together.
+# A statement run on the bare driver (booking.db.driver_query), not an ORM query: this
+# runs twice per long-poll, and the ORM's joined eager loading cost more CPU than the
+# rest of the request together.
 READ_REQUEST = (
     select(_requests, _providers.c.timezone, *_BOOKING_COLUMNS)
     .join(_providers, _providers.c.id == _requests.c.provider_id)
