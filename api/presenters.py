@@ -16,7 +16,8 @@ def present_provider(provider: Provider) -> dict:
     zone = provider.timezone
     return {**{name: getattr(provider, name) for name in (
         "id", "name", "timezone", "slot_minutes", "weekly_schedule", "min_notice_minutes",
-        "max_advance_days", "version")},
+        "max_advance_days")},
+        "version": provider.revision,  # the provider's own version (its ETag), not the calendar's
         "created_at": local(provider.created_at, zone), "updated_at": local(provider.updated_at, zone)}
 
 

@@ -20,12 +20,13 @@ WITH provider AS (SELECT id, timezone FROM providers WHERE id = ':pid'::uuid),
      backlog AS (SELECT count(*) AS queued FROM (
          SELECT 1 FROM booking_requests WHERE api_key_id = ':key'::uuid AND status = 'queued'
          LIMIT 1000000) AS undecided),
+     turn AS (SELECT pg_advisory_xact_lock(hashtextextended(':pid', 0))),
      accepted AS (
          INSERT INTO booking_requests (id, kind, provider_id, api_key_id, customer_id, start, status,
                                        created_at)
          SELECT gen_random_uuid(), 'create', provider.id, ':key'::uuid, 'pgbench',
-                date_trunc('hour', now()) + :slot * interval '30 minutes', 'queued', now()
-         FROM provider, backlog WHERE backlog.queued < 1000000
+                date_trunc('hour', now()) + :slot * interval '30 minutes', 'queued', clock_timestamp()
+         FROM provider, backlog, turn WHERE backlog.queued < 1000000
          RETURNING id)
 SELECT (SELECT timezone FROM provider), (SELECT id FROM accepted) AS rid \gset
 BEGIN;
@@ -42,7 +43,8 @@ SELECT 'time_off', id, period, NULL FROM time_off
   WHERE provider_id = ':pid'::uuid
     AND period && tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',
                             date_trunc('hour', now()) + (:slot + 1) * interval '30 minutes', '[)');
-UPDATE providers SET version = version + 1 WHERE id = ':pid'::uuid;
+UPDATE providers SET version = version + 1, calendar_claimed_by = pg_current_xact_id()
+  WHERE id = ':pid'::uuid;
 INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version)
   VALUES (gen_random_uuid(), ':pid'::uuid, ':key'::uuid, 'pgbench',
           tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',

@@ -43,9 +43,16 @@ def reset(engine: Engine, providers: int) -> tuple[str, str, list[str]]:
     return created.key, str(created.api_key.id), ids
 
 
+def claim_every_calendar(conn) -> None:
+    """The fence every calendar writer takes (booking.fence), for all providers at once."""
+    conn.execute(text("UPDATE providers SET version = version + 1, "
+                      "calendar_claimed_by = pg_current_xact_id()"))
+
+
 def preload_bookings(engine: Engine, key_id: str, per_provider: int) -> int:
     """Confirmed bookings spread over every provider's horizon (every 17th slot)."""
     with engine.begin() as conn:
+        claim_every_calendar(conn)
         conn.execute(text(
             "INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version) "
             "SELECT gen_random_uuid(), p.id, :key, 'seed', "
@@ -61,6 +68,7 @@ def clear_run(engine: Engine) -> None:
     """Forget one system's run, keeping providers, keys and preloaded bookings."""
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE webhook_attempts, webhook_deliveries, booking_requests CASCADE"))
+        claim_every_calendar(conn)
         conn.execute(text("DELETE FROM bookings WHERE customer_id <> 'seed'"))
         conn.execute(text("TRUNCATE bench_sync_bookings"))
 

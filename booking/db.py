@@ -13,7 +13,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, Executable, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking.config import require_database_url, sqlalchemy_url
+from booking.config import get_settings, require_database_url, sqlalchemy_url
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -31,17 +31,28 @@ def get_engine() -> Engine:
             if _engine is None or _engine_pid != os.getpid():
                 _engine = create_engine(
                     sqlalchemy_url(require_database_url()),
-                    pool_size=int(os.environ.get("BOOKING_DB_POOL_SIZE") or 10),
+                    pool_size=get_settings().db_pool_size,
                     max_overflow=10,
                     # No pre-ping: it costs a round trip per checkout (13 % of web time in the
                     # profile). Connections are recycled instead; one broken by a database
                     # restart fails one statement and is then discarded by the pool.
                     pool_recycle=300,
                     pool_timeout=10,
+                    connect_args={"options": session_options()},
                 )
                 _session_factory = sessionmaker(_engine, expire_on_commit=False)
                 _engine_pid = os.getpid()
     return _engine
+
+
+def session_options() -> str:
+    """Bounds on how long a transaction can hold a provider. A decision worker paused
+    mid-transaction (GC, VM steal, SIGSTOP) would otherwise keep the provider's row
+    lock, and so its whole queue, long after its lease expired: PostgreSQL ends such a
+    session after the lease's TTL, its late commit fails, and the next holder waits
+    for a lock at most that long too."""
+    ttl_ms = get_settings().lease_ttl_ms
+    return f"-c idle_in_transaction_session_timeout={ttl_ms} -c lock_timeout={ttl_ms}"
 
 
 def autocommit() -> Connection:

@@ -49,13 +49,14 @@ class Provider(Base):
     weekly_schedule: Mapped[dict[str, Any]]
     min_notice_minutes: Mapped[int] = mapped_column(Integer)
     max_advance_days: Mapped[int] = mapped_column(Integer)
+    # The calendar version: the optimistic lock of every calendar writer (booking.fence),
+    # bumped by each decided batch. Not the provider's ETag: that is `revision`.
     version: Mapped[int] = mapped_column(Integer, default=1)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
     time_off: Mapped[list[TimeOff]] = relationship(back_populates="provider")
-
-    __mapper_args__ = {"version_id_col": version}
 
 
 class TimeOff(Base):
@@ -105,6 +106,9 @@ class BookingRequest(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="queued")
+    expected_version: Mapped[int | None]  # the booking version an If-Match named
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries to decide it
+    last_error: Mapped[str | None] = mapped_column(Text)
     reason_code: Mapped[str | None] = mapped_column(String(64))
     reason_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -19,6 +19,7 @@ class PendingRequest:
     accepted_at: datetime
     start: datetime | None = None
     booking_id: uuid.UUID | None = None
+    expected_version: int | None = None  # If-Match: the booking version it was made against
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class KnownBooking:
     id: uuid.UUID
     interval: Interval
     status: str  # confirmed | cancelled
+    version: int = 1
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Decision:
     rejection: Rejection | None
     booking_id: uuid.UUID | None = None
     change: tuple[str, Interval | None] | None = None
+    changed_version: int | None = None  # the booking version a move or cancel replaces
 
     @property
     def succeeded(self) -> bool:
@@ -63,6 +66,8 @@ class BookedTimes:
 
 BOOKING_NOT_FOUND = Rejection("booking_not_found", "the booking does not exist for this provider")
 BOOKING_CANCELLED = Rejection("booking_cancelled", "the booking is already cancelled")
+BOOKING_CHANGED = Rejection("booking_changed",
+                            "the booking changed after the version named by If-Match")
 TIME_OFF = Rejection("time_off", "the provider is away at that time")
 SLOT_UNAVAILABLE = Rejection("slot_unavailable", "the slot is already booked")
 
@@ -108,7 +113,7 @@ class BatchDecider:
 
     def _reschedule(self, request: PendingRequest) -> Decision:
         booking = self.bookings.get(request.booking_id)
-        rejection = self._existing_booking_rejection(booking)
+        rejection = self._existing_booking_rejection(booking, request.expected_version)
         if rejection:
             return Decision(request.id, rejection, request.booking_id)
         self.booked.remove(booking.interval)  # a booking never collides with itself
@@ -117,23 +122,28 @@ class BatchDecider:
             self.booked.add(booking.interval)
             return Decision(request.id, rejection, booking.id)
         interval = Interval(request.start, request.start + self.rules.slot_length)
-        self.bookings[booking.id] = KnownBooking(booking.id, interval, "confirmed")
+        self.bookings[booking.id] = KnownBooking(booking.id, interval, "confirmed", booking.version + 1)
         self.booked.add(interval)
-        return Decision(request.id, None, booking.id, ("move", interval))
+        return Decision(request.id, None, booking.id, ("move", interval), booking.version)
 
     def _cancel(self, request: PendingRequest) -> Decision:
         booking = self.bookings.get(request.booking_id)
-        rejection = self._existing_booking_rejection(booking)
+        rejection = self._existing_booking_rejection(booking, request.expected_version)
         if rejection:
             return Decision(request.id, rejection, request.booking_id)
         self.booked.remove(booking.interval)
-        self.bookings[booking.id] = KnownBooking(booking.id, booking.interval, "cancelled")
-        return Decision(request.id, None, booking.id, ("cancel", None))
+        self.bookings[booking.id] = KnownBooking(booking.id, booking.interval, "cancelled",
+                                                 booking.version + 1)
+        return Decision(request.id, None, booking.id, ("cancel", None), booking.version)
 
     @staticmethod
-    def _existing_booking_rejection(booking: KnownBooking | None) -> Rejection | None:
+    def _existing_booking_rejection(booking: KnownBooking | None,
+                                    expected_version: int | None) -> Rejection | None:
         if booking is None:
             return BOOKING_NOT_FOUND
+        # The client's precondition first: it named the state it meant to change.
+        if expected_version is not None and booking.version != expected_version:
+            return BOOKING_CHANGED
         if booking.status == "cancelled":
             return BOOKING_CANCELLED
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg.rows import namedtuple_row
@@ -26,15 +26,18 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from booking import notify
 from booking.config import get_settings
 from booking.db import driver_query, get_engine
+from booking.fence import StaleCalendar, claim_calendar
 from models import Booking, BookingRequest, Provider, TimeOff, WebhookEndpoint
 from models.calendar import CalendarRules, Interval
 from models.decisions import BatchDecider, Decision, KnownBooking, PendingRequest
@@ -50,18 +53,22 @@ STALE_RETRIES = 20
 RULE_COLUMNS = ("timezone", "slot_minutes", "weekly_schedule", "min_notice_minutes", "max_advance_days")
 
 
-class StaleCalendar(Exception):
-    """The provider's version moved between our read and our write."""
+class LostRequests(StaleCalendar):
+    """An outcome update touched fewer queued requests than it decided: someone else
+    decided them. Nothing is written; the batch is read and decided again."""
 
 
-# Connection trouble, whether it surfaces through SQLAlchemy or the bare driver.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError,
-                    StaleCalendar)
+# Connection trouble (whether it surfaces through SQLAlchemy or the bare driver; lock
+# and idle timeouts, serialization failures and deadlocks are OperationalErrors too),
+# an exhausted pool, and a calendar that moved: nothing about the request itself.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, PoolTimeout, psycopg.OperationalError,
+                    psycopg.InterfaceError, StaleCalendar)
 
 
 @dataclass
 class Snapshot:
     provider_version: int
+    now: datetime  # the database's clock: the one clock that acceptance times come from
     rules: CalendarRules
     rows: list  # queued booking_requests rows, in seq order
     bookings: list[KnownBooking]
@@ -70,7 +77,9 @@ class Snapshot:
 
 def decide_provider_queue(provider_id: uuid.UUID) -> int:
     """Decide every queued request of a provider, oldest first, if no other worker is
-    doing so. Returns how many this call decided. Safe to call any number of times."""
+    doing so. Returns how many this call decided. Safe to call any number of times.
+    Raises (so that the actor retries after a backoff) when a request could not be
+    decided this time and has not yet failed often enough to be marked failed."""
     settings = get_settings()
     lease = Lease(notify.redis_client(), provider_lease_key(provider_id), settings.lease_ttl_ms)
     decided = 0
@@ -89,24 +98,32 @@ def decide_provider_queue(provider_id: uuid.UUID) -> int:
 def _drain(provider_id: uuid.UUID, lease: Lease, batch_size: int) -> int:
     decided = 0
     while True:
-        count = decide_next_batch(provider_id, batch_size)
+        count, more = decide_next_batch(provider_id, batch_size)
         decided += count
-        if count < batch_size or not lease.extend():
+        if not more or not lease.extend():
             return decided
 
 
-def decide_next_batch(provider_id: uuid.UUID, batch_size: int) -> int:
-    """Decide up to `batch_size` queued requests in one transaction; 0 if none.
-    A request that makes deciding fail is isolated and marked `failed`."""
+def decide_next_batch(provider_id: uuid.UUID, batch_size: int) -> tuple[int, bool]:
+    """Decide up to `batch_size` queued requests in one transaction. Returns how many,
+    and whether more may be queued. A request that makes deciding fail is isolated:
+    the error is counted against it, and it is marked `failed` once the same error
+    has repeated `decide_max_attempts` times on fresh reads; until then the error
+    propagates, so the actor retries after a backoff."""
     try:
-        return _decide_batch_until_fresh(provider_id, batch_size)
+        count = _decide_batch_until_fresh(provider_id, batch_size)
+        return count, count == batch_size
     except TRANSIENT_ERRORS:
         raise  # the actor's retry (or the re-drive) decides it once things recover
-    except Exception:
+    except Exception as error:
         if batch_size > 1:
-            log.exception("batch for provider %s failed; deciding one by one", provider_id)
-            return decide_next_batch(provider_id, 1)
-        return _fail_oldest_request(provider_id)
+            log.warning("batch for provider %s failed (%s); isolating the request that fails",
+                        provider_id, _error_signature(error))
+            count, _more = decide_next_batch(provider_id, 1)
+            return count, True  # the rest of the queue goes on at full batch size
+        if not _attempt_failed(provider_id, error):
+            raise
+        return 1, True
 
 
 def _decide_batch_until_fresh(provider_id: uuid.UUID, batch_size: int) -> int:
@@ -123,11 +140,11 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
         snapshot = read_snapshot(conn, provider_id, batch_size)
         if snapshot is None:
             return 0
-        now = datetime.now(UTC)
-        decider = BatchDecider(snapshot.rules, snapshot.bookings, snapshot.time_off, now)
+        decider = BatchDecider(snapshot.rules, snapshot.bookings, snapshot.time_off, snapshot.now)
         decisions = decider.decide_all([_pending(row) for row in snapshot.rows])
-        claim_calendar(conn, provider_id, snapshot.provider_version)
-        write_decisions(conn, provider_id, snapshot.rows, decisions, now)
+        claim_calendar(lambda statement, params: _run(conn, statement, params),
+                       provider_id, snapshot.provider_version)
+        write_decisions(conn, provider_id, snapshot.rows, decisions, snapshot.now)
         deliveries = []
         if any(row.callback_url or row.wants_events for row in snapshot.rows):
             deliveries = write_outbox(conn, [row.id for row in snapshot.rows])
@@ -142,6 +159,7 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
 QUEUED_BATCH = (
     select(requests_, providers.c.version.label("provider_version"),
            *(providers.c[name] for name in RULE_COLUMNS),
+           func.now().label("db_now"),
            exists().where(or_(endpoints.c.api_key_id == requests_.c.api_key_id,
                               endpoints.c.all_clients)).label("wants_events"))
     .join(providers, providers.c.id == requests_.c.provider_id)
@@ -161,7 +179,7 @@ def read_snapshot(conn: Connection, provider_id: uuid.UUID, batch_size: int) -> 
         return None
     rules = calendar_rules(rows[0])
     bookings_, time_off_ = _calendar_around(conn, provider_id, rows, rules.slot_length)
-    return Snapshot(rows[0].provider_version, rules, rows, bookings_, time_off_)
+    return Snapshot(rows[0].provider_version, rows[0].db_now, rules, rows, bookings_, time_off_)
 
 
 def _requested_window(rows, slot_length: timedelta) -> Range | None:
@@ -181,10 +199,11 @@ def _calendar_query(by_window: bool, by_id: bool):
     if by_id:
         conditions.append(bookings.c.id == any_(bindparam("referenced", type_=ARRAY(UUID))))
     parts = [select(literal("booking").label("source"), bookings.c.id, bookings.c.period,
-                    bookings.c.status).where(bookings.c.provider_id == bindparam("provider_id"),
-                                             or_(*conditions))]
+                    bookings.c.status, bookings.c.version)
+             .where(bookings.c.provider_id == bindparam("provider_id"), or_(*conditions))]
     if by_window:
-        parts.append(select(literal("time_off"), time_off.c.id, time_off.c.period, literal(None))
+        parts.append(select(literal("time_off"), time_off.c.id, time_off.c.period, literal(None),
+                            literal(None))
                      .where(time_off.c.provider_id == bindparam("provider_id"),
                             time_off.c.period.overlaps(bindparam("window", type_=time_off.c.period.type))))
     return union_all(*parts)
@@ -201,43 +220,46 @@ def _calendar_around(conn: Connection, provider_id, rows, slot_length: timedelta
     query = CALENDAR_QUERIES[(window is not None, bool(referenced))]
     found = _run(conn, query, {"provider_id": provider_id, "window": window,
                                "referenced": referenced}).fetchall()
-    return ([KnownBooking(r.id, Interval(r.period.lower, r.period.upper), r.status)
+    return ([KnownBooking(r.id, Interval(r.period.lower, r.period.upper), r.status, r.version)
              for r in found if r.source == "booking"],
             [Interval(r.period.lower, r.period.upper) for r in found if r.source == "time_off"])
 
 
 def _pending(row) -> PendingRequest:
     return PendingRequest(id=row.id, kind=row.kind, accepted_at=row.created_at,
-                          start=row.start, booking_id=row.booking_id)
+                          start=row.start, booking_id=row.booking_id,
+                          expected_version=row.expected_version)
 
 
-CLAIM = (update(providers)
-         .where(providers.c.id == bindparam("p_id"), providers.c.version == bindparam("seen"))
-         .values(version=providers.c.version + 1))
-CANCEL_BOOKING = update(bookings).where(bookings.c.id == bindparam("b_id")).values(
+# Moves and cancels name the version they replace: one that moved under us touches no row.
+CANCEL_BOOKING = update(bookings).where(
+    bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version")).values(
     status="cancelled", cancel_reason=bindparam("b_reason"), version=bookings.c.version + 1,
     updated_at=func.now())
-MOVE_BOOKING = update(bookings).where(bookings.c.id == bindparam("b_id")).values(
+MOVE_BOOKING = update(bookings).where(
+    bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version")).values(
     period=bindparam("b_period"), version=bookings.c.version + 1, updated_at=func.now())
 INSERT_BOOKING = insert(bookings).values({name: bindparam(name) for name in (
     "id", "provider_id", "api_key_id", "customer_id", "period", "status", "version")})
-DECIDE_REQUEST = update(requests_).where(
-    requests_.c.id == bindparam("r_id"), requests_.c.status == "queued").values(
-    status=bindparam("r_status"), reason_code=bindparam("r_code"), reason_message=bindparam("r_message"),
-    booking_id=bindparam("r_booking"), decided_at=bindparam("r_decided_at"))
-
-
-def claim_calendar(conn: Connection, provider_id: uuid.UUID, seen_version: int) -> None:
-    """The optimistic lock, taken before any write: it also row-locks the provider,
-    so a concurrent writer waits for us and then finds the version moved."""
-    if _run(conn, CLAIM, {"p_id": provider_id, "seen": seen_version}).rowcount != 1:
-        raise StaleCalendar(provider_id)
+# Every outcome of the batch in one statement, so its row count says whether each
+# request was still queued.
+DECIDE_REQUESTS = text("""
+UPDATE booking_requests AS r
+   SET status = d.status, reason_code = d.code, reason_message = d.message,
+       booking_id = d.booking_id, decided_at = :decided_at
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]),
+              CAST(:messages AS text[]), CAST(:booking_ids AS uuid[]))
+       AS d(id, status, code, message, booking_id)
+ WHERE r.id = d.id AND r.status = 'queued'
+""")
 
 
 def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: list[Decision],
                     now: datetime) -> None:
+    """Write a batch's outcomes (after the claim). Raises LostRequests, rolling all of it
+    back, if any booking or request was no longer as the snapshot saw it."""
     row_by_id = {row.id: row for row in rows}
-    new_bookings, moves, cancels = [], [], []
+    new_bookings, changes = [], []
     for decision in decisions:
         kind, interval = decision.change or (None, None)
         if kind == "create":
@@ -249,25 +271,29 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
                 "status": "confirmed", "version": 1,
             })
         elif kind == "move":
-            moves.append({"b_id": decision.booking_id,
-                          "b_period": Range(interval.start, interval.end, "[)")})
+            changes.append((MOVE_BOOKING, {"b_id": decision.booking_id, "b_version": decision.changed_version,
+                                           "b_period": Range(interval.start, interval.end, "[)")}))
         elif kind == "cancel":
-            cancels.append({"b_id": decision.booking_id,
-                            "b_reason": row_by_id[decision.request_id].cancel_reason})
-    # Cancels and moves first: they free the times that later creates may take.
-    _execute_many(conn, CANCEL_BOOKING, cancels)
-    _execute_many(conn, MOVE_BOOKING, moves)
+            changes.append((CANCEL_BOOKING, {"b_id": decision.booking_id,
+                                             "b_version": decision.changed_version,
+                                             "b_reason": row_by_id[decision.request_id].cancel_reason}))
+    # Moves and cancels first, in the order decided: they free the times that later
+    # creates may take, and a booking changed twice goes from each version to the next.
+    for statement, parameters in changes:
+        if _run(conn, statement, parameters).rowcount != 1:
+            raise LostRequests(f"booking {parameters['b_id']} moved under provider {provider_id}")
     _execute_many(conn, INSERT_BOOKING, new_bookings)
-    _execute_many(conn, DECIDE_REQUEST, [{**_request_outcome(d), "r_decided_at": now} for d in decisions])
+    if _run(conn, DECIDE_REQUESTS, _outcome_arrays(decisions, now)).rowcount != len(decisions):
+        raise LostRequests(f"requests of provider {provider_id} were decided by someone else")
 
 
-def _request_outcome(decision: Decision) -> dict:
-    rejection = decision.rejection
-    return {"r_id": decision.request_id,
-            "r_status": "succeeded" if rejection is None else "rejected",
-            "r_code": rejection.code if rejection else None,
-            "r_message": rejection.message if rejection else None,
-            "r_booking": decision.booking_id}
+def _outcome_arrays(decisions: list[Decision], now: datetime) -> dict:
+    return {"decided_at": now,
+            "ids": [d.request_id for d in decisions],
+            "statuses": ["succeeded" if d.rejection is None else "rejected" for d in decisions],
+            "codes": [d.rejection.code if d.rejection else None for d in decisions],
+            "messages": [d.rejection.message if d.rejection else None for d in decisions],
+            "booking_ids": [d.booking_id for d in decisions]}
 
 
 def _run(conn: Connection, statement, parameters: dict) -> psycopg.Cursor:
@@ -284,21 +310,58 @@ def _execute_many(conn: Connection, statement, parameters: list[dict]) -> None:
         cursor.executemany(sql, [driver_query(statement, row)[1] for row in parameters])
 
 
-def _fail_oldest_request(provider_id: uuid.UUID) -> int:
-    """Last resort for a request that cannot be decided: mark it failed so that it
-    does not block the provider's queue forever."""
-    log.exception("request of provider %s cannot be decided; marking it failed", provider_id)
+# --- a request that cannot be decided ----------------------------------------------
+
+OLDEST_QUEUED = text("""
+SELECT id, attempts, last_error FROM booking_requests
+ WHERE provider_id = :provider_id AND status = 'queued' ORDER BY seq LIMIT 1""")
+COUNT_ATTEMPT = text("""
+UPDATE booking_requests
+   SET attempts = CASE WHEN last_error = :signature THEN attempts + 1 ELSE 1 END,
+       last_error = :signature
+ WHERE id = :request_id AND status = 'queued'
+RETURNING attempts""")
+FAIL_REQUEST = text("""
+UPDATE booking_requests
+   SET status = 'failed', reason_code = 'internal_error',
+       reason_message = 'the request could not be decided', decided_at = now()
+ WHERE id = :request_id AND status = 'queued'""")
+
+
+def _error_signature(error: Exception) -> str:
+    """What makes two failures 'the same error': the type, and PostgreSQL's SQLSTATE."""
+    cause = getattr(error, "orig", None) or error
+    sqlstate = getattr(cause, "sqlstate", None)
+    return f"{type(cause).__module__}.{type(cause).__qualname__}" + (f" [{sqlstate}]" if sqlstate else "")
+
+
+def _attempt_failed(provider_id: uuid.UUID, error: Exception) -> bool:
+    """Count a failed attempt against the provider's oldest queued request. True if
+    that made it `failed` (the same error `decide_max_attempts` times in a row)."""
+    signature = _error_signature(error)
     with get_engine().begin() as conn:
-        oldest = conn.execute(
-            select(requests_.c.id)
-            .where(requests_.c.provider_id == provider_id, requests_.c.status == "queued")
-            .order_by(requests_.c.seq).limit(1).with_for_update()).one_or_none()
+        oldest = conn.execute(OLDEST_QUEUED, {"provider_id": provider_id}).one_or_none()
         if oldest is None:
-            return 0
-        conn.execute(update(requests_).where(requests_.c.id == oldest.id).values(
-            status="failed", reason_code="internal_error",
-            reason_message="the request could not be decided", decided_at=func.now()))
-        deliveries = write_outbox(conn, [oldest.id])
-    notify.publish_decisions([oldest.id])
+            return False
+        attempts = conn.execute(COUNT_ATTEMPT, {"request_id": oldest.id,
+                                                "signature": signature}).scalar_one_or_none()
+    limit = get_settings().decide_max_attempts
+    log.warning("request %s of provider %s failed to be decided (attempt %s of %s): %s: %s",
+                oldest.id, provider_id, attempts, limit, signature, error)
+    if attempts is None or attempts < limit:
+        return False
+    return _fail_request(provider_id, oldest.id)
+
+
+def _fail_request(provider_id: uuid.UUID, request_id: uuid.UUID) -> bool:
+    """Mark the request `failed` (internal_error), under the calendar fence like any
+    other outcome, so that a worker still deciding it cannot also book it."""
+    with get_engine().begin() as conn:
+        claim_calendar(conn.execute, provider_id)
+        if conn.execute(FAIL_REQUEST, {"request_id": request_id}).rowcount != 1:
+            return False  # decided meanwhile after all
+        deliveries = write_outbox(conn, [request_id])
+    log.error("request %s of provider %s marked failed after repeated errors", request_id, provider_id)
+    notify.publish_decisions([request_id])
     notify.enqueue_deliveries(deliveries)
-    return 1
+    return True

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from flask_smorest import Blueprint
 
 from api.schemas import ProblemSchema
-from booking.services.errors import InvalidInput
+from booking.services.errors import BadRequest, IfMatch
 
 PROBLEM_DESCRIPTIONS = {
     400: "Malformed request (bad JSON, bad header)",
@@ -38,12 +40,21 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def parse_if_match(header: str | None) -> int | None:
-    """`"3"`, `W/"3"` or `3` as 3; `*` or absent as None (any version)."""
+# RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, listed with commas.
+ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
+
+
+def parse_if_match(header: str | None) -> IfMatch | None:
+    """If-Match as the versions it names; None when absent or `*` (any version).
+    400 only for a header that is no list of entity-tags at all: a well-formed tag
+    this API never issued (`"xyz"`) simply matches nothing, which is a 412."""
     if header is None or header.strip() == "*":
         return None
-    value = header.strip().removeprefix("W/").strip('"')
-    if not value.isdigit() or len(value) > 9:
-        raise InvalidInput("If-Match must be an ETag this API issued.",
-                           {"If-Match": ["not an ETag this API issued"]})
-    return int(value)
+    tags = header.split(",")
+    parsed = [ENTITY_TAG.fullmatch(tag) for tag in tags]
+    if not header.strip() or not all(parsed):
+        raise BadRequest("If-Match must be `*` or a list of entity-tags such as \"3\".",
+                         {"If-Match": ["not a list of entity-tags"]})
+    # Strong comparison (§13.1.1): a weak tag never matches.
+    return IfMatch(frozenset(int(m.group(2)) for m in parsed
+                             if not m.group(1) and m.group(2).isdigit() and len(m.group(2)) <= 9))

@@ -32,7 +32,7 @@ blp = Blueprint("providers", __name__, url_prefix="/v1/providers",
 
 
 def provider_headers(provider) -> dict[str, str]:
-    return {"ETag": etag(provider.version),
+    return {"ETag": etag(provider.revision),
             "Location": url_for("providers.Provider", provider_id=provider.id)}
 
 
@@ -64,7 +64,7 @@ class Provider(MethodView):
     def get(self, provider_id):
         """Read a provider (with its version as ETag)."""
         provider = providers.get_provider(provider_id)
-        return present_provider(provider), {"ETag": etag(provider.version)}
+        return present_provider(provider), {"ETag": etag(provider.revision)}
 
     @admin_only
     @blp.arguments(IfMatchHeader(), location="headers")
@@ -75,7 +75,7 @@ class Provider(MethodView):
         """Change a provider. 412 if If-Match is stale; 409 if future bookings would be stranded."""
         provider = providers.update_provider(provider_id, changes,
                                              parse_if_match(headers.get("if_match")))
-        return present_provider(provider), {"ETag": etag(provider.version)}
+        return present_provider(provider), {"ETag": etag(provider.revision)}
 
 
 @blp.route("/<uuid:provider_id>/time-off")

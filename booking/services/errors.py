@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class ServiceError(Exception):
     status = 400
@@ -13,6 +15,11 @@ class ServiceError(Exception):
         self.detail = detail
         self.errors = errors
         self.extra = extra
+
+
+class BadRequest(ServiceError):
+    status = 400
+    title = "Bad Request"
 
 
 class InvalidInput(ServiceError):
@@ -44,3 +51,18 @@ class TooManyRequests(ServiceError):
     status = 429
     title = "Too Many Requests"
     headers = {"Retry-After": "1"}
+
+
+@dataclass(frozen=True)
+class IfMatch:
+    """The versions an If-Match header named (it holds if the current one is among them)."""
+
+    versions: frozenset[int]
+
+    def holds_for(self, version: int) -> bool:
+        return version in self.versions
+
+    def check(self, what: str, version: int) -> None:
+        """412 unless `version` is one the client named."""
+        if not self.holds_for(version):
+            raise PreconditionFailed(f"The {what} is at version {version}; If-Match names another.")

@@ -1,6 +1,7 @@
 """Providers, their time off and their free slots. Every change to what can be
-booked bumps the provider's version, so an in-flight decision made against the old
-calendar fails its optimistic check and is decided again."""
+booked claims the provider's calendar (booking.fence), so an in-flight decision made
+against the old calendar fails its optimistic check and is decided again. The
+provider's own `revision` (its ETag) moves only when the provider itself changes."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from booking.db import new_session
-from booking.services.errors import Conflict, NotFound, PreconditionFailed
+from booking.fence import StaleCalendar, claim_calendar
+from booking.services.errors import Conflict, IfMatch, NotFound
 from booking.services.pagination import decode_cursor, page
 from models import Booking, Provider, TimeOff
 from models.calendar import CalendarRules, Interval, check_grid, free_slots, parse_weekly_schedule
@@ -45,7 +46,7 @@ def as_interval(period: Range) -> Interval:
 
 
 def create_provider(fields: dict[str, Any]) -> Provider:
-    provider = Provider(id=uuid.uuid4(), version=1, **fields)
+    provider = Provider(id=uuid.uuid4(), version=1, revision=1, **fields)
     with new_session() as session, session.begin():
         session.add(provider)
         session.flush()  # to read back server-side timestamps
@@ -76,25 +77,32 @@ def list_providers(limit: int, cursor: str | None) -> tuple[list[Provider], str 
 
 
 def update_provider(provider_id: uuid.UUID, changes: dict[str, Any],
-                    if_match: int | None = None) -> Provider:
-    """Apply changes. 412 if `if_match` is not the current version; 409 listing the
-    future confirmed bookings that the new calendar would strand."""
+                    if_match: IfMatch | None = None) -> Provider:
+    """Apply changes. 412 unless `if_match` names the provider's current revision
+    (bookings decided meanwhile do not count: they change the calendar, not the
+    provider); 409 listing the future confirmed bookings the new calendar would strand."""
     for _attempt in range(STALE_RETRIES):
         try:
             return _update_provider_once(provider_id, changes, if_match)
-        except StaleDataError:
-            if if_match is not None:
-                raise PreconditionFailed("The provider changed meanwhile.") from None
+        except StaleCalendar:
+            continue  # a decision or another edit landed between our read and our claim
     raise Conflict("The provider's calendar is busy; try again.")
 
 
-def _update_provider_once(provider_id, changes, if_match) -> Provider:
+def _claim(session: Session, provider: Provider) -> None:
+    """Claim the calendar at the version we read (StaleCalendar if it moved)."""
+    claim_calendar(session.execute, provider.id, provider.version)
+
+
+def _update_provider_once(provider_id, changes, if_match: IfMatch | None) -> Provider:
     with new_session() as session, session.begin():
         provider = _provider_or_404(session, provider_id)
-        if if_match is not None and if_match != provider.version:
-            raise PreconditionFailed(f"The provider is at version {provider.version}, not {if_match}.")
+        if if_match is not None:
+            if_match.check("provider", provider.revision)
+        _claim(session, provider)
         for name, value in changes.items():
             setattr(provider, name, value)
+        provider.revision = provider.revision + 1
         provider.updated_at = func.now()
         stranded = _stranded_bookings(session, provider)  # autoflushes the one UPDATE
         if stranded:
@@ -128,7 +136,7 @@ def add_time_off(provider_id: uuid.UUID, start: datetime, end: datetime,
     for _attempt in range(STALE_RETRIES):
         try:
             return _add_time_off_once(provider_id, start, end, reason)
-        except StaleDataError:
+        except StaleCalendar:
             continue
     raise Conflict("The provider's calendar is busy; try again.")
 
@@ -137,6 +145,7 @@ def _add_time_off_once(provider_id, start, end, reason) -> TimeOff:
     period = Range(start, end, bounds="[)")
     with new_session() as session, session.begin():
         provider = _provider_or_404(session, provider_id)
+        _claim(session, provider)  # first: no booking can be decided into it meanwhile
         clashes = list(session.scalars(
             select(Booking.id).where(Booking.provider_id == provider_id,
                                      Booking.status == "confirmed", Booking.period.overlaps(period))
@@ -146,7 +155,6 @@ def _add_time_off_once(provider_id, start, end, reason) -> TimeOff:
                            bookings=[str(booking_id) for booking_id in clashes])
         time_off = TimeOff(id=uuid.uuid4(), provider=provider, period=period, reason=reason)
         session.add(time_off)
-        provider.updated_at = func.now()  # bumps the version: in-flight decisions re-read
     return time_off
 
 
@@ -162,12 +170,12 @@ def list_time_off(provider_id: uuid.UUID) -> tuple[str, list[TimeOff]]:
 
 def delete_time_off(provider_id: uuid.UUID, time_off_id: uuid.UUID) -> None:
     with new_session() as session, session.begin():
-        provider = _provider_or_404(session, provider_id)
+        _provider_or_404(session, provider_id)
+        claim_calendar(session.execute, provider_id)  # a deletion only frees time: any version
         time_off = session.get(TimeOff, time_off_id)
         if time_off is None or time_off.provider_id != provider_id:
             raise NotFound("No such time off for this provider.")
         session.delete(time_off)
-        provider.updated_at = func.now()
 
 
 def provider_slots(provider_id: uuid.UUID, span: Interval | date) -> tuple[Provider, list[Interval]]:
@@ -183,6 +191,7 @@ def provider_slots(provider_id: uuid.UUID, span: Interval | date) -> tuple[Provi
         booked = session.scalars(select(Booking.period).where(
             Booking.provider_id == provider_id, Booking.status == "confirmed",
             Booking.period.overlaps(period)))
-        slots = free_slots(calendar_rules(provider), span, datetime.now(UTC),
+        now = session.scalar(select(func.now()))  # the database's clock, as decisions use
+        slots = free_slots(calendar_rules(provider), span, now,
                            [as_interval(p) for p in time_off], [as_interval(p) for p in booked])
     return provider, slots

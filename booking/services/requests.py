@@ -16,13 +16,13 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from sqlalchemy import bindparam, func, select, text, tuple_
+from sqlalchemy import bindparam, func, insert, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from booking import notify, webhooks
 from booking.db import driver_autocommit, driver_query, new_session
-from booking.services.errors import InvalidInput, NotFound, PreconditionFailed, TooManyRequests
+from booking.services.errors import Conflict, IfMatch, InvalidInput, NotFound, TooManyRequests
 from booking.services.pagination import decode_cursor, page
 from models import ApiKey, Booking, BookingRequest, Provider
 
@@ -48,21 +48,33 @@ UNDECIDED = """SELECT count(*) AS queued FROM (
     SELECT 1 FROM booking_requests WHERE api_key_id = :api_key_id AND status = 'queued' LIMIT :cap
 ) AS undecided"""
 
+# Acceptance order is commit order, per provider. A request takes its `seq` at insert
+# but becomes visible at commit; were two accepts of one provider to commit out of
+# `seq` order, a worker could decide the later one before the earlier is visible. So
+# each accept takes the provider's transaction-scoped advisory lock before it draws
+# its `seq`, and holds it until its commit. (Accepts of different providers do not
+# wait for each other, but for a rare hash collision.) The acceptance time is the
+# database's clock, read under the same lock, so it too is in acceptance order.
+PROVIDER_QUEUE_LOCK = "pg_advisory_xact_lock(hashtextextended(CAST(:provider_id AS text), 0))"
+LOCK_PROVIDER_QUEUE = text(f"SELECT {PROVIDER_QUEUE_LOCK}")
+
 # One statement, one round trip, atomic on its own: the provider must exist and the
 # key must be under its cap, else nothing is inserted (no zone: no provider; no seq:
 # over the cap). Three queries in a transaction cost five round trips.
 ACCEPT_CREATE = text(f"""
 WITH provider AS (SELECT id, timezone FROM providers WHERE id = :provider_id),
      backlog AS ({UNDECIDED}),
+     turn AS (SELECT {PROVIDER_QUEUE_LOCK}),
      accepted AS (
          INSERT INTO booking_requests (id, kind, provider_id, api_key_id, customer_id, start,
                                        callback_url, status, idempotency_key, request_fingerprint,
                                        created_at)
          SELECT :id, 'create', provider.id, :api_key_id, :customer_id, :start, :callback_url,
-                'queued', :idempotency_key, :request_fingerprint, :created_at
-         FROM provider, backlog WHERE backlog.queued < :cap
-         RETURNING seq)
-SELECT (SELECT timezone FROM provider), (SELECT seq FROM accepted)
+                'queued', :idempotency_key, :request_fingerprint, clock_timestamp()
+         FROM provider, backlog, turn WHERE backlog.queued < :cap
+         RETURNING seq, created_at)
+SELECT (SELECT timezone FROM provider), accepted.seq, accepted.created_at
+  FROM (SELECT 1) AS one LEFT JOIN accepted ON true
 """)
 
 
@@ -78,12 +90,11 @@ def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: 
     request = BookingRequest(id=uuid.uuid4(), kind="create", provider_id=provider_id, api_key_id=key.id,
                              customer_id=customer_id, start=start, callback_url=callback_url,
                              status="queued", idempotency_key=idempotency_key,
-                             request_fingerprint=print_, created_at=datetime.now(UTC))
+                             request_fingerprint=print_)
     try:
         zone = _insert_create(request)
-    except psycopg.errors.UniqueViolation:
-        # Two submissions with one Idempotency-Key raced; the other one won.
-        return _earlier_submission(key, idempotency_key, print_)
+    except psycopg.errors.IntegrityError as error:
+        return _raced_submission(key, idempotency_key, print_, error)
     request.provider = Provider(id=provider_id, timezone=zone)  # what presenting it needs
     notify.enqueue_decision(provider_id)
     return request
@@ -93,35 +104,45 @@ def _insert_create(request: BookingRequest) -> str:
     """Insert the queued request; the provider's time zone. 422 or 429 if refused."""
     cap = max_queued_per_client()
     columns = ("id", "provider_id", "api_key_id", "customer_id", "start", "callback_url",
-               "idempotency_key", "request_fingerprint", "created_at")
+               "idempotency_key", "request_fingerprint")
     with driver_autocommit() as conn:
-        zone, seq = conn.execute(*driver_query(ACCEPT_CREATE, {
+        zone, seq, created_at = conn.execute(*driver_query(ACCEPT_CREATE, {
             "cap": cap, **{name: getattr(request, name) for name in columns}})).fetchone()
     if zone is None:
         raise InvalidInput("No such provider.", {"provider_id": ["no such provider"]})
     if seq is None:
         raise _over_cap(cap)
-    request.seq = seq
+    request.seq, request.created_at = seq, created_at
     return zone
 
 
 def submit_change(key: ApiKey, kind: str, booking_id: uuid.UUID, start: datetime | None,
                   cancel_reason: str | None, callback_url: str | None,
-                  idempotency_key: str | None, if_match: int | None = None) -> BookingRequest:
-    """Accept a reschedule or cancel of a booking the key can see (404 otherwise);
-    412 if `if_match` is given and the booking is at another version."""
+                  idempotency_key: str | None, if_match: IfMatch | None = None) -> BookingRequest:
+    """Accept a reschedule or cancel of a booking the key can see (404 otherwise).
+    With `if_match`: 412 unless the booking is now at a version it names, and the
+    change is rejected `booking_changed` if the booking has moved on by the time it is
+    decided (two changes made against one version: the first one wins)."""
     check_callback_url(callback_url)
     body = {"start": start, "reason": cancel_reason, "callback_url": callback_url}
+    if if_match is not None:  # only then: fingerprints of earlier submissions stay as they were
+        body["if_match"] = sorted(if_match.versions)
 
     def build(session: Session) -> BookingRequest:
         booking = _visible_booking(session, key, booking_id)
-        if if_match is not None and booking.version != if_match:
-            raise PreconditionFailed(f"The booking is at version {booking.version}, not {if_match}.")
+        if if_match is not None:
+            if_match.check("booking", booking.version)
         return BookingRequest(kind=kind, provider=booking.provider, booking=booking,
                               customer_id=booking.customer_id, start=start,
-                              cancel_reason=cancel_reason, callback_url=callback_url)
+                              cancel_reason=cancel_reason, callback_url=callback_url,
+                              expected_version=booking.version if if_match else None)
 
     return _accept(key, kind, booking_id, body, idempotency_key, build)
+
+
+INSERTED_COLUMNS = ("id", "kind", "provider_id", "api_key_id", "booking_id", "customer_id", "start",
+                    "cancel_reason", "callback_url", "status", "idempotency_key",
+                    "request_fingerprint", "expected_version")
 
 
 def _accept(key: ApiKey, kind: str, target: uuid.UUID, body: dict[str, Any],
@@ -135,15 +156,34 @@ def _accept(key: ApiKey, kind: str, target: uuid.UUID, body: dict[str, Any],
             _check_queued_cap(session, key)
             request = build(session)
             request.id, request.api_key_id, request.status = uuid.uuid4(), key.id, "queued"
+            request.provider_id, request.booking_id = request.provider.id, request.booking.id
             request.idempotency_key, request.request_fingerprint = idempotency_key, print_
-            # Set here rather than read back: one round trip fewer.
-            request.created_at = datetime.now(UTC)
-            session.add(request)
-    except IntegrityError:
-        # Two submissions with one Idempotency-Key raced; the other one won.
-        return _earlier_submission(key, idempotency_key, print_)
+            _insert_in_acceptance_order(session, request)
+    except IntegrityError as error:
+        return _raced_submission(key, idempotency_key, print_, error)
     notify.enqueue_decision(request.provider_id)
     return request
+
+
+def _raced_submission(key: ApiKey, idempotency_key: str | None, print_: str | None,
+                      error: Exception) -> BookingRequest:
+    """After an insert refused by a constraint: two submissions with one Idempotency-Key
+    raced and the other one won (its request is the answer), or the state changed
+    under us (409, never a 500)."""
+    earlier = _earlier_submission(key, idempotency_key, print_)
+    if earlier is None:
+        raise Conflict("The request conflicts with the current state; try again.") from error
+    return earlier
+
+
+def _insert_in_acceptance_order(session: Session, request: BookingRequest) -> None:
+    """Insert under the provider's queue lock (see ACCEPT_CREATE); the row's `seq` and
+    acceptance time (the database's clock) are read back onto `request`."""
+    session.execute(LOCK_PROVIDER_QUEUE, {"provider_id": request.provider_id})
+    request.seq, request.created_at = session.execute(
+        insert(_requests).values({name: getattr(request, name) for name in INSERTED_COLUMNS})
+        .values(created_at=func.clock_timestamp())
+        .returning(_requests.c.seq, _requests.c.created_at)).one()
 
 
 def _check_queued_cap(session: Session, key: ApiKey) -> None:

@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
+
+from booking.fence import claim_calendar
 from sqlalchemy.exc import IntegrityError
 
 from booking.services import keys, providers, requests
@@ -21,6 +23,7 @@ def make_provider(**fields):
 
 
 def insert_booking(conn, provider_id, key_id, start, hours=1, status="confirmed"):
+    claim_calendar(conn.execute, provider_id)  # as every writer of a calendar must
     conn.execute(text(
         "INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version) "
         "VALUES (:id, :p, :k, 'c', tstzrange(:s, :e, '[)'), :status, 1)"),
@@ -67,7 +70,7 @@ def test_a_decision_whose_calendar_went_stale_is_decided_again(db, monkeypatch):
 
     monkeypatch.setattr(decide, "read_snapshot", read_then_admin_edits)
 
-    assert decide.decide_next_batch(provider.id, batch_size=10) == 1
+    assert decide.decide_next_batch(provider.id, batch_size=10) == (1, False)
 
     decided = requests.get_request(key, request.id)
     assert decided.status == "rejected"

@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
+from booking.fence import claim_calendar
+
 from tests.conftest import auth
 
 TUESDAY = {"tuesday": [{"start": "09:00", "end": "12:00"}]}
@@ -23,6 +25,7 @@ def confirmed_booking(db, provider_id, start, minutes=30):
     with db.begin() as conn:
         key_id = conn.scalar(text("SELECT id FROM api_keys LIMIT 1"))
         booking_id = uuid.uuid4()
+        claim_calendar(conn.execute, provider_id)  # as every writer of a calendar must
         conn.execute(text(
             "INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version) "
             "VALUES (:id, :p, :k, 'c', tstzrange(:s, :e, '[)'), 'confirmed', 1)"),
