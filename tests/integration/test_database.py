@@ -5,10 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
-
-from booking.fence import claim_calendar
 from sqlalchemy.exc import IntegrityError
 
+from booking.fence import claim_calendar
 from booking.services import keys, providers, requests
 from workers import decide
 

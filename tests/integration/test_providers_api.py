@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from booking.fence import claim_calendar
-
 from tests.conftest import auth
+from workers import decide
 
 TUESDAY = {"tuesday": [{"start": "09:00", "end": "12:00"}]}
+ALL_DAYS = {day: [{"start": "00:00", "end": "24:00"}] for day in (
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
 EVERY_DAY_NIGHT = {day: [{"start": "00:00", "end": "04:00"}] for day in (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
 
@@ -63,6 +65,33 @@ def test_patch_with_a_stale_if_match_is_412(http, admin_key):
     assert first.status_code == 200 and first.headers["ETag"] == '"2"'
     assert stale.status_code == 412
     assert http.get(url, headers=auth(admin_key)).get_json()["name"] == "Dr. B"
+
+
+def test_the_etag_holds_while_bookings_are_decided(http, db, admin_key, client_key):
+    # Given an admin who read the provider,
+    provider = create(http, admin_key, weekly_schedule=ALL_DAYS, timezone="UTC").get_json()
+    url = f"/v1/providers/{provider['id']}"
+    etag = http.get(url, headers=auth(admin_key)).headers["ETag"]
+
+    # when a booking of that provider is decided meanwhile (a calendar change),
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    http.post("/v1/bookings", json={"provider_id": provider["id"], "customer_id": "c",
+                                    "start": start.isoformat()}, headers=auth(client_key))
+    assert decide.decide_provider_queue(uuid.UUID(provider["id"])) == 1
+
+    # then the admin's edit still applies: the provider itself did not change.
+    edited = http.patch(url, json={"name": "Dr. B"}, headers={**auth(admin_key), "If-Match": etag})
+    assert edited.status_code == 200, edited.get_data(as_text=True)
+    assert edited.headers["ETag"] == '"2"' and edited.get_json()["version"] == 2
+
+
+def test_patch_accepts_any_listed_etag(http, admin_key):
+    provider = create(http, admin_key).get_json()
+    url = f"/v1/providers/{provider['id']}"
+
+    edited = http.patch(url, json={"name": "Dr. B"}, headers={**auth(admin_key), "If-Match": '"9", "1"'})
+
+    assert edited.status_code == 200
 
 
 def test_patch_that_would_strand_future_bookings_is_409_listing_them(http, db, admin_key):

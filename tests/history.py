@@ -1,0 +1,109 @@
+"""A small, independent model of one provider's calendar, to check a history.
+
+It knows nothing of the workers' code: it reads what PostgreSQL recorded (every
+request in acceptance order with its outcome, every booking) and replays the
+requests one by one through a sequential model of the rules, first come, first
+served. Any request whose recorded outcome differs from the model's, any request
+left undecided, and any difference between the final bookings are reported.
+
+The model covers calendars where every requested start is on the slot grid, inside
+working hours, clear of time off and within notice and advance limits (the histories
+the concurrency tests make), so the only reasons are about the slots themselves."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+
+
+@dataclass(frozen=True)
+class Recorded:
+    id: uuid.UUID
+    seq: int
+    kind: str
+    start: datetime | None
+    booking_id: uuid.UUID | None
+    expected_version: int | None
+    status: str
+    reason_code: str | None
+
+
+@dataclass
+class ModelBooking:
+    start: datetime
+    cancelled: bool = False
+    version: int = 1
+
+
+@dataclass
+class Model:
+    """What a sequential, first-come-first-served decider would have done."""
+
+    slot: timedelta
+    bookings: dict[uuid.UUID, ModelBooking] = field(default_factory=dict)
+
+    def taken(self, start: datetime, ignoring: uuid.UUID | None = None) -> bool:
+        end = start + self.slot
+        return any(not b.cancelled and b.start < end and start < b.start + self.slot
+                   for booking_id, b in self.bookings.items() if booking_id != ignoring)
+
+    def apply(self, request: Recorded) -> tuple[str, str | None]:
+        if request.kind == "create":
+            if self.taken(request.start):
+                return "rejected", "slot_unavailable"
+            # The model cannot invent the booking id; it takes the one that was stored.
+            self.bookings[request.booking_id or uuid.uuid4()] = ModelBooking(request.start)
+            return "succeeded", None
+        booking = self.bookings.get(request.booking_id)
+        if booking is None:
+            return "rejected", "booking_not_found"
+        if request.expected_version is not None and booking.version != request.expected_version:
+            return "rejected", "booking_changed"
+        if booking.cancelled:
+            return "rejected", "booking_cancelled"
+        if request.kind == "cancel":
+            booking.cancelled, booking.version = True, booking.version + 1
+            return "succeeded", None
+        if self.taken(request.start, ignoring=request.booking_id):
+            return "rejected", "slot_unavailable"
+        booking.start, booking.version = request.start, booking.version + 1
+        return "succeeded", None
+
+
+def recorded_history(conn, provider_id) -> list[Recorded]:
+    rows = conn.execute(text(
+        "SELECT id, seq, kind, start, booking_id, expected_version, status, reason_code "
+        "FROM booking_requests WHERE provider_id = :p ORDER BY seq"), {"p": provider_id})
+    return [Recorded(*row) for row in rows]
+
+
+def stored_bookings(conn, provider_id) -> dict[uuid.UUID, tuple[datetime, str, int]]:
+    rows = conn.execute(text("SELECT id, lower(period), status, version FROM bookings "
+                             "WHERE provider_id = :p"), {"p": provider_id})
+    return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+
+def check_history(conn, provider_id, slot: timedelta) -> list[str]:
+    """Every way the recorded history differs from the model's; empty if none."""
+    model, problems = Model(slot), []
+    for request in recorded_history(conn, provider_id):
+        if request.status == "queued":
+            problems.append(f"seq {request.seq} ({request.kind}) was never decided")
+            continue
+        expected = model.apply(request)
+        if (request.status, request.reason_code) != expected:
+            problems.append(f"seq {request.seq} {request.kind} {request.start}: recorded "
+                            f"{request.status}/{request.reason_code}, model {expected[0]}/{expected[1]}")
+    problems += _booking_differences(model, stored_bookings(conn, provider_id))
+    return problems
+
+
+def _booking_differences(model: Model, stored: dict) -> list[str]:
+    expected = {booking_id: (b.start, "cancelled" if b.cancelled else "confirmed", b.version)
+                for booking_id, b in model.bookings.items()}
+    return [f"booking {booking_id}: stored {stored.get(booking_id)}, model {expected.get(booking_id)}"
+            for booking_id in sorted(set(expected) | set(stored), key=str)
+            if stored.get(booking_id) != expected.get(booking_id)]
