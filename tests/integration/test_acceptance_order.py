@@ -126,5 +126,6 @@ def test_through_the_workers_a_bad_request_fails_after_retries_and_the_rest_are_
     assert client_api.decided(bad["id"])["reason"]["code"] == "internal_error"
     assert [client_api.decided(r["id"])["status"] for r in good] == ["succeeded"] * 3
     with db.connect() as conn:
-        attempts = conn.scalar(text("SELECT attempts FROM booking_requests WHERE id = :id"), {"id": bad["id"]})
+        attempts = conn.scalar(text("SELECT attempts FROM booking_requests WHERE id = :id"),
+                               {"id": bad["id"]})
     assert attempts == 5
