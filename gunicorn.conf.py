@@ -25,3 +25,11 @@ control_socket_disable = True
 # permits (a 255-character customer_id percent-encodes to ~3 KB) reaches the app and
 # gets a problem+json answer instead of gunicorn's HTML 414.
 limit_request_line = 8190
+
+
+def post_worker_init(worker):
+    """Each worker, once the app is loaded (so no logging the app sets up undoes it):
+    HTTP client loggers would print full URLs, query strings included."""
+    from booking.logging_setup import silence_url_loggers
+
+    silence_url_loggers()

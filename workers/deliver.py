@@ -14,19 +14,23 @@ from sqlalchemy import select
 
 from booking import notify, webhooks
 from booking.db import new_session
+from booking.logging_setup import silence_url_loggers
 from booking.secrets import unseal
 from models import ApiKey, WebhookAttempt, WebhookDelivery
 from workers.lease import Lease
 
 log = logging.getLogger(__name__)
 
+# Dramatiq gives a worker process no start-up hook but importing its modules, and every
+# worker process (decisions and webhooks queues alike) imports this one via workers.actors.
+silence_url_loggers()
+
 
 def deliver(delivery_id: uuid.UUID) -> list[float]:
     """Make the delivery's due attempt, if it is due and nobody else is making it.
     Returns in how many seconds to look at it again (none, the next attempt, and/or
     at once if someone asked for it while we held it: a replay)."""
-    lease = Lease(notify.redis_client(), f"booking:lease:delivery:{delivery_id}",
-                  int((webhooks.delivery_timeout() + 30) * 1000))
+    lease = Lease(notify.redis_client(), f"booking:lease:delivery:{delivery_id}", lease_ms())
     if not lease.acquire_or_knock():
         return []
     looks = []
@@ -41,6 +45,18 @@ def deliver(delivery_id: uuid.UUID) -> list[float]:
         if lease.release_reporting_knock():
             looks.append(0.0)
     return looks
+
+
+# Seconds the lease lasts beyond an attempt's deadline: loading the delivery before
+# the attempt and recording it after.
+LEASE_MARGIN_S = 30
+
+
+def lease_ms() -> int:
+    """The delivery lease outlives a whole attempt (which ends by its deadline, see
+    webhooks.post): a lease that ran out mid-attempt would let a second worker send
+    the same attempt again."""
+    return int((webhooks.delivery_timeout() + LEASE_MARGIN_S) * 1000)
 
 
 def _load_due(delivery_id: uuid.UUID) -> tuple[WebhookDelivery, list[str]] | None:
@@ -76,21 +92,31 @@ class Outcome:
 
 
 def attempt(delivery: WebhookDelivery, secrets: list[str]) -> Outcome:
-    """One POST. Redirects are not followed (a 3xx is a failure, as the spec says)."""
+    """One POST, ended by the attempt's deadline, to an address checked as it is looked
+    up (DNS may have changed since the URL was accepted). Redirects are not followed (a
+    3xx is a failure, as the spec says)."""
     sent_at = datetime.now(UTC)
-    reason = webhooks.unsafe_url_reason(delivery.url)  # again now: DNS may have changed
-    if reason:
-        return Outcome(sent_at, error=f"refused: {reason}")
     headers = webhooks.signed_headers(secrets, delivery.message_id, sent_at, delivery.payload)
     began = time.monotonic()
     try:
-        response = httpx.post(delivery.url, content=delivery.payload, headers=headers,
-                              timeout=webhooks.delivery_timeout(), follow_redirects=False)
-    except httpx.HTTPError as error:
-        return Outcome(sent_at, error=f"{type(error).__name__}: {error}"[:500],
-                       duration_ms=_ms_since(began))
-    return Outcome(sent_at, status_code=response.status_code, duration_ms=_ms_since(began),
-                   retry_after=_retry_after(response))
+        response = webhooks.post(delivery.url, delivery.payload, headers, webhooks.delivery_timeout())
+    except webhooks.RefusedTarget as refusal:
+        outcome = Outcome(sent_at, error=f"refused: {refusal}", duration_ms=_ms_since(began))
+    except (httpx.HTTPError, httpx.InvalidURL) as error:  # InvalidURL is no HTTPError
+        outcome = Outcome(sent_at, error=f"{type(error).__name__}: {error}"[:500],
+                          duration_ms=_ms_since(began))
+    else:
+        outcome = Outcome(sent_at, status_code=response.status_code, duration_ms=_ms_since(began),
+                          retry_after=_retry_after(response))
+    _log_attempt(delivery, outcome)
+    return outcome
+
+
+def _log_attempt(delivery: WebhookDelivery, outcome: Outcome) -> None:
+    # Scheme and host only: a receiver's path or query string can carry its tokens.
+    log.info("webhook delivery %s (request %s) to %s: %s in %d ms", delivery.id, delivery.request_id,
+             webhooks.loggable_url(delivery.url), outcome.status_code or outcome.error,
+             outcome.duration_ms)
 
 
 def _ms_since(began: float) -> int:

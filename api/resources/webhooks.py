@@ -47,7 +47,8 @@ class Deliveries(MethodView):
     @blp.response(200, DeliveryList)
     @document_problems(blp, 404)
     def get(self, request_id):
-        """Every webhook delivery of this request, with each attempt."""
+        """This request's webhook deliveries to this key's callback URL and endpoints
+        (an admin sees all, its all-clients endpoints included), with each attempt."""
         zone, deliveries = webhooks.list_deliveries(current_key(), request_id)
         return {"items": [present_delivery(d, zone) for d in deliveries]}
 
@@ -57,6 +58,7 @@ class DeliveryRetry(MethodView):
     @blp.response(202, DeliveryOut)
     @document_problems(blp, 404)
     def post(self, request_id, delivery_id):
-        """Send a delivery again now, with the same webhook-id."""
+        """Send a delivery again now, with the same webhook-id (one the key may see, as
+        in the listing; any other answers 404)."""
         zone, delivery = webhooks.retry_delivery(current_key(), request_id, delivery_id)
         return present_delivery(delivery, zone)

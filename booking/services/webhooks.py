@@ -6,7 +6,7 @@ import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import selectinload
 
 from booking import notify
@@ -46,27 +46,38 @@ def delete_endpoint(key: ApiKey, endpoint_id: uuid.UUID) -> None:
         session.delete(endpoint)
 
 
+def _visible_to(key: ApiKey) -> ColumnElement[bool]:
+    """The deliveries a key may see and replay. A delivery belongs to the key that signs
+    it: the request's own key for its callback_url, an endpoint's owner for that endpoint
+    (an admin's all_clients endpoint included). A client sees its own; an admin, all."""
+    return true() if key.is_admin else WebhookDelivery.api_key_id == key.id
+
+
 def list_deliveries(key: ApiKey, request_id: uuid.UUID) -> tuple[str, list[WebhookDelivery]]:
-    """The request's provider zone and every delivery of the request's events, with
-    attempts (owner or admin only)."""
+    """The request's provider zone and, with attempts, the deliveries of the request's
+    events that the key may see. 404 if the key may not see the request."""
     zone = get_request(key, request_id).provider.timezone
     with new_session() as session:
         return zone, list(session.scalars(
             select(WebhookDelivery).options(selectinload(WebhookDelivery.attempts))
-            .where(WebhookDelivery.request_id == request_id)
+            .where(WebhookDelivery.request_id == request_id, _visible_to(key))
             .order_by(WebhookDelivery.created_at, WebhookDelivery.id)))
 
 
 def retry_delivery(key: ApiKey, request_id: uuid.UUID,
                    delivery_id: uuid.UUID) -> tuple[str, WebhookDelivery]:
     """Send a delivery again now, with the same webhook-id, whatever its state.
-    Returns the request's provider zone and the delivery."""
+    Returns the request's provider zone and the delivery; 404 for a delivery of another
+    request or one the key may not see."""
     zone = get_request(key, request_id).provider.timezone
     with new_session() as session, session.begin():
         # Locked: an attempt being recorded meanwhile would otherwise set 'delivered' after
         # our read, and our update (only the columns that changed) would leave it so.
-        delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
-        if delivery is None or delivery.request_id != request_id:
+        delivery = session.scalar(
+            select(WebhookDelivery).where(WebhookDelivery.id == delivery_id,
+                                          WebhookDelivery.request_id == request_id, _visible_to(key))
+            .with_for_update())
+        if delivery is None:
             raise NotFound("No such delivery for this request.")
         delivery.status, delivery.next_attempt_at = "pending", datetime.now(UTC)
         session.flush()

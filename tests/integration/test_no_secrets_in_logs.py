@@ -1,7 +1,9 @@
 """Drive every endpoint with real keys against real processes, capture everything
-they log, and look for secrets: API keys, webhook secrets, signatures, Authorization."""
+they log, and look for secrets: API keys, webhook secrets, signatures, Authorization,
+and a token in a webhook URL's query string."""
 
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -20,6 +22,8 @@ def a_start(hours: int) -> str:
 
 def drive_every_endpoint(base: str, admin: Api, receiver: Receiver) -> list[str]:
     """Every operation, as clients would use it; returns the secrets that were in play."""
+    url_token = f"qs_{uuid.uuid4().hex}"  # receivers put tokens in query strings
+    hook_url = f"{receiver.url}?token={url_token}"
     created = admin.http.post("/v1/api-keys", json={"name": "portal", "role": "client"}).json()
     client = Api(base, created["key"])
     provider = admin.create_provider(timezone="UTC", weekly_schedule=ALL_WEEK)
@@ -33,19 +37,20 @@ def drive_every_endpoint(base: str, admin: Api, receiver: Receiver) -> list[str]
     admin.http.delete(f"/v1/providers/{pid}/time-off/{off['id']}")
     client.http.get(f"/v1/providers/{pid}/slots", params={"date": a_start(0)[:10]})
     endpoint = client.http.post("/v1/webhook-endpoints", json={
-        "url": receiver.url, "events": ["booking.confirmed"]}).json()
+        "url": hook_url, "events": ["booking.confirmed"]}).json()
     client.http.get("/v1/webhook-endpoints")
-    request = client.submit(pid, a_start(1), callback_url=receiver.url)
+    request = client.submit(pid, a_start(1), callback_url=hook_url)
     booking = client.decided(request["id"])["booking"]
     client.decided(client.http.post(f"/v1/bookings/{booking['id']}/reschedule",
-                                    json={"start": a_start(2), "callback_url": receiver.url}).json()["id"])
+                                    json={"start": a_start(2), "callback_url": hook_url}).json()["id"])
     client.decided(client.http.post(f"/v1/bookings/{booking['id']}/cancel",
-                                    json={"reason": "ill", "callback_url": receiver.url}).json()["id"])
+                                    json={"reason": "ill", "callback_url": hook_url}).json()["id"])
     client.http.get("/v1/bookings")
     client.http.get(f"/v1/bookings/{booking['id']}")
     client.http.get("/v1/booking-requests")
     receiver.wait_for(4)
     deliveries = client.http.get(f"/v1/booking-requests/{request['id']}/deliveries").json()["items"]
+    assert {d["url"] for d in deliveries} == {hook_url}  # the token did travel
     client.http.post(f"/v1/booking-requests/{request['id']}/deliveries/{deliveries[0]['id']}/retry")
     rotated = client.http.post(f"/v1/api-keys/{created['id']}/rotate-webhook-secret").json()
     client.http.delete(f"/v1/webhook-endpoints/{endpoint['id']}")
@@ -58,7 +63,7 @@ def drive_every_endpoint(base: str, admin: Api, receiver: Receiver) -> list[str]
     admin.http.delete(f"/v1/api-keys/{created['id']}")
     client.http.get("/v1/bookings")  # revoked: 401
     receiver.wait_for(5)
-    return [created["key"], created["webhook_secret"], rotated["webhook_secret"], BOGUS_KEY,
+    return [created["key"], created["webhook_secret"], rotated["webhook_secret"], BOGUS_KEY, url_token,
             *{r["headers"]["webhook-signature"] for r in receiver.requests}]
 
 
@@ -80,6 +85,7 @@ def test_no_secret_reaches_any_log(stack, db, admin_key):
 
     logs = "".join(web.output + deciders.output + senders.output)
     assert '"GET /v1/bookings' in logs and "Worker process is ready" in logs  # we did capture
+    assert "webhook delivery" in "".join(senders.output)  # the sender's own lines too
     for secret in secrets:
         for signature in secret.split(" "):
             assert signature.removeprefix("v1,") not in logs

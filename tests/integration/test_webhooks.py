@@ -253,6 +253,26 @@ def test_another_client_cannot_see_or_replay_deliveries(setup, receiver, web, ot
                            f"{delivery['id']}/retry").status_code == 404
 
 
+def test_a_client_sees_and_replays_only_deliveries_to_its_own_urls(setup, receiver, admin_api: Api):
+    provider, client, _ = setup
+    admin_url = receiver.url.replace("/hooks", "/admin-hooks")
+    assert admin_api.http.post("/v1/webhook-endpoints", json={
+        "url": admin_url, "events": ["booking_request.succeeded"], "all_clients": True}).status_code == 201
+    request = client.submit(provider["id"], a_start(), callback_url=receiver.url)
+    client.decided(request["id"])
+
+    everything = settled_deliveries(admin_api, request["id"])
+    admins = next(d for d in everything if d["url"] == admin_url)
+    own = deliveries(client, request["id"])
+    replay = client.http.post(f"/v1/booking-requests/{request['id']}/deliveries/{admins['id']}/retry")
+
+    assert sorted(d["url"] for d in everything) == sorted([receiver.url, admin_url])
+    assert [d["url"] for d in own] == [receiver.url]
+    assert replay.status_code == 404
+    assert admin_api.http.post(f"/v1/booking-requests/{request['id']}/deliveries/"
+                               f"{own[0]['id']}/retry").status_code == 202
+
+
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1/hook", "http://localhost:8080/hook", "http://[::1]/hook",
     "http://10.1.2.3/hook", "http://172.16.0.9/hook", "http://192.168.1.1/hook",
