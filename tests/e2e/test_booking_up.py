@@ -35,14 +35,15 @@ def wait_until_ready(base_url: str, service: ProcessGroup, timeout: float = 120,
     raise TimeoutError(f"{base_url}/readyz never answered 200:\n{''.join(service.output[-40:])}")
 
 
-def decision_worker_process(root: int) -> int:
-    """A worker process of the decisions queue: a leaf under dramatiq's main process
+def decision_worker_processes(root: int) -> list[psutil.Process]:
+    """The worker processes of the decisions queue: leaves under dramatiq's main process
     (which itself may run under the shell that honcho starts)."""
-    for process in psutil.Process(root).children(recursive=True):
-        command = " ".join(process.cmdline())
-        if "dramatiq" in command and "decisions" in command and not process.children():
-            return process.pid
-    raise LookupError("no decision worker process")
+    workers = [process for process in psutil.Process(root).children(recursive=True)
+               if "dramatiq" in " ".join(process.cmdline()) and "decisions" in " ".join(process.cmdline())
+               and not process.children()]
+    if not workers:
+        raise LookupError("no decision worker process")
+    return workers
 
 
 def test_booking_up_serves_decides_and_stops_what_it_started(tmp_path):
@@ -68,12 +69,20 @@ def test_booking_up_serves_decides_and_stops_what_it_started(tmp_path):
         decided = api.get(f"/v1/booking-requests/{request['id']}", params={"wait": 30}).json()
         bootstrap = httpx.get(f"{base_url}/v1/api-keys", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
 
-        # A decision worker process dies: dramatiq exits, honcho stops the rest, and
-        # `booking up` starts them all again; a request accepted before is decided after.
+        # The decision workers die: dramatiq exits, honcho stops the rest, and `booking up`
+        # starts them all again; a request accepted before the kill is decided after it.
+        # Frozen (SIGSTOP) before the request is accepted, no decider can take it, so the
+        # status read while they are frozen is its status at the kill.
+        deciders = decision_worker_processes(service.process.pid)
+        for decider in deciders:
+            decider.suspend()
         later = api.post("/v1/bookings", json={"provider_id": provider["id"], "customer_id": "c",
                                                "start": (start + timedelta(hours=1)).isoformat()}).json()
+        at_kill = api.get(f"/v1/booking-requests/{later['id']}").json()
         ready_before = sum(READY in line for line in service.output)
-        os.kill(decision_worker_process(service.process.pid), signal.SIGKILL)
+        killed_at = datetime.now(UTC)
+        for decider in deciders:
+            decider.kill()  # SIGKILL, which a stopped process gets at once
         service.wait_for_output("starting them all again", timeout=60)
         wait_until_ready(base_url, service, count=ready_before + 1)
         after_restart = api.get(f"/v1/booking-requests/{later['id']}", params={"wait": 30}).json()
@@ -82,7 +91,9 @@ def test_booking_up_serves_decides_and_stops_what_it_started(tmp_path):
         exit_code = service.process.wait(timeout=60)
 
     assert decided["status"] == "succeeded"
-    assert after_restart["status"] in ("succeeded", "rejected")  # decided, either way
+    assert at_kill["status"] == "queued"
+    assert after_restart["status"] == "succeeded"
+    assert datetime.fromisoformat(after_restart["decided_at"]) > killed_at
     assert decided["booking"]["start"].endswith("+09:00")
     assert {k["name"] for k in bootstrap.json()["items"]} == {"bootstrap admin", "ops"}
     assert (home / "secret_key").stat().st_mode & 0o077 == 0  # generated, readable by us only
