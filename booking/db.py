@@ -39,6 +39,9 @@ def get_engine() -> Engine:
                     pool_recycle=300,
                     pool_timeout=10,
                     connect_args={"options": session_options()},
+                    # Errors and logs never print statement parameters: a callback URL's
+                    # query string or a customer id is no business of a log file.
+                    hide_parameters=True,
                 )
                 _session_factory = sessionmaker(_engine, expire_on_commit=False)
                 _engine_pid = os.getpid()
