@@ -2,8 +2,9 @@
 counted by one Lua script (one round trip per request; the `limits` library, the
 engine of flask-limiter, took three for the same answer and still parses the
 "50/second" notation). Submits and reads have separate budgets.
-If Redis is unreachable the limits fail open: refusing service then would turn a
-cache outage into an API outage, and acceptance itself never needs Redis."""
+If Redis is unreachable, or does not answer within the web request's bound
+(booking.redis_clients.REQUEST), the limits fail open: refusing service then would
+turn a cache outage into an API outage, and acceptance itself never needs Redis."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import logging
 import math
 from dataclasses import dataclass
 
-import redis
 from flask import Flask, current_app, g, request
 from limits import RateLimitItem, parse
 
 from api.problems import problem
+from booking import redis_clients
 from booking.services.keys import KEYS_EPOCH
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Spent:
 
 class RateLimits:
     def __init__(self, redis_url: str, submit: str, read: str):
-        client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+        client = redis_clients.make_client(redis_clients.REQUEST, redis_url)
         self.spend_script = client.register_script(SPEND)
         self.submit, self.read = parse(submit), parse(read)
 

@@ -19,6 +19,7 @@ class Settings:
     lease_ttl_ms: int
     redrive_interval_s: float
     redrive_after_s: float
+    redrive_resend_after_s: float
     decide_max_attempts: int
     db_pool_size: int
 
@@ -43,6 +44,7 @@ def get_settings() -> Settings:
         lease_ttl_ms=_env_int("BOOKING_LEASE_TTL_MS", 10_000),
         redrive_interval_s=_env_float("BOOKING_REDRIVE_INTERVAL", 1.0),
         redrive_after_s=_env_float("BOOKING_REDRIVE_AFTER", 2.0),
+        redrive_resend_after_s=_env_float("BOOKING_REDRIVE_RESEND_AFTER", 30.0),
         decide_max_attempts=_env_int("BOOKING_DECIDE_MAX_ATTEMPTS", 5),
         db_pool_size=_env_int("BOOKING_DB_POOL_SIZE", 10),
     )

@@ -14,33 +14,59 @@ from collections.abc import Callable, Iterable, Iterator
 
 import redis
 
-from booking.config import require_redis_url
+from booking import redis_clients
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_client: redis.Redis | None = None
-_client_pid: int | None = None
 
 
 def redis_client() -> redis.Redis:
-    """The process's Redis client (a pool never crosses a fork)."""
-    global _client, _client_pid
-    if _client is None or _client_pid != os.getpid():
-        with _lock:
-            if _client is None or _client_pid != os.getpid():
-                _client = redis.Redis.from_url(require_redis_url(), socket_connect_timeout=2,
-                                               socket_timeout=5, health_check_interval=30)
-                _client_pid = os.getpid()
-    return _client
+    """The process's Redis client (see booking.redis_clients for how long it waits)."""
+    return redis_clients.shared_client()
 
 
 DECISIONS_CHANNEL = "booking:decided"  # message: the decided request ids, space-separated
 
 
-def enqueue_decision(provider_id: uuid.UUID) -> bool:
-    """Ask a worker to decide the provider's queue. False if the broker is unreachable;
-    the request stays queued in Postgres and the re-drive picks it up."""
+# When a provider's decision was last enqueued and no worker has started on it since,
+# in ms on Redis's clock. The re-drive leaves such a provider alone for a while: its
+# message is most likely waiting in the queue, and re-sending it each pass would grow
+# the queue it waits in. The mark outlives any sensible re-send bound; its TTL only
+# collects marks of providers that are never decided again.
+DECISION_MARK_TTL_MS = 3_600_000
+
+# KEYS[1] the mark; ARGV[1] its TTL. Stamped on Redis's clock, which the re-drive also
+# reads, so no host's clock is compared with another's.
+_MARK_ENQUEUED = """
+local now = redis.call('TIME')
+redis.call('SET', KEYS[1], now[1] .. string.format('%03d', math.floor(now[2] / 1000)), 'PX', ARGV[1])
+return 1
+"""
+
+
+def decision_mark_key(provider_id: uuid.UUID | str) -> str:
+    return f"booking:enqueued:provider:{provider_id}"
+
+
+def enqueue_decision(provider_id: uuid.UUID | str) -> bool:
+    """Ask a worker to decide the provider's queue, and mark when. False if Redis is
+    unreachable or too slow (see booking.redis_clients); the request stays queued in
+    Postgres and the re-drive picks it up."""
+    mark = decision_mark_key(provider_id)
+    try:
+        # Marked before sending, so a worker that starts on the message always clears
+        # a mark that is already there. If Redis did not take the mark, it would not
+        # take the message either: return without waiting on it a second time.
+        client = redis_client()
+        client.register_script(_MARK_ENQUEUED)(keys=[mark], args=[DECISION_MARK_TTL_MS])
+    except Exception as error:  # noqa: BLE001 - any Redis failure leaves the row for the re-drive
+        log.warning("could not enqueue decision for provider %s: %s", provider_id, error)
+        return False
+    return _send_decision(client, mark, provider_id)
+
+
+def _send_decision(client: redis.Redis, mark: str, provider_id: uuid.UUID | str) -> bool:
     from workers.actors import decide_provider
 
     try:
@@ -48,7 +74,23 @@ def enqueue_decision(provider_id: uuid.UUID) -> bool:
         return True
     except Exception as error:  # noqa: BLE001 - any broker failure leaves the row for the re-drive
         log.warning("could not enqueue decision for provider %s: %s", provider_id, error)
+        # Nothing went out, so nothing may hold off the re-drive. Not after a timeout:
+        # the message may have gone out late, and a second wait is what we avoid.
+        if not isinstance(error, redis.TimeoutError):
+            _forget_mark(client, mark)
         return False
+
+
+def _forget_mark(client: redis.Redis, mark: str) -> None:
+    # If this fails too, the mark stops protecting once it is older than the re-send bound.
+    with contextlib.suppress(redis.RedisError):
+        client.delete(mark)
+
+
+def clear_decision_mark(provider_id: uuid.UUID | str) -> None:
+    """A worker has started on the provider's message: if it dies now, the re-drive
+    must see the provider as soon as its lease is gone, not once the mark is old."""
+    redis_client().delete(decision_mark_key(provider_id))
 
 
 def enqueue_deliveries(delivery_ids: Iterable[uuid.UUID]) -> None:
@@ -111,8 +153,7 @@ class Listener:
             time.sleep(self.RECONNECT_DELAY_S)
 
     def _listen(self) -> None:
-        client = redis.Redis.from_url(require_redis_url(), socket_connect_timeout=2,
-                                      socket_keepalive=True, health_check_interval=10)
+        client = redis_clients.make_client(redis_clients.SUBSCRIBER)
         with client.pubsub() as pubsub:
             pubsub.subscribe(DECISIONS_CHANNEL)
             # Live only once Redis confirms; until then waiters poll Postgres.

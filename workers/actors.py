@@ -6,6 +6,7 @@ import uuid
 import dramatiq
 
 import workers.broker  # noqa: F401 - the broker must be set before actors are declared
+from booking import notify
 from workers.decide import decide_provider_queue
 from workers.deliver import deliver
 from workers.redrive import Redrive
@@ -17,7 +18,11 @@ dramatiq.get_broker().add_middleware(Redrive())
 def decide_provider(provider_id: str) -> None:
     """Decide the provider's queued requests in acceptance order, unless another
     worker holds its lease (that worker looks again before letting go)."""
-    decide_provider_queue(uuid.UUID(provider_id))
+    # The message is in hand: were this worker to die now, its provider must be
+    # re-driven as soon as the lease is gone, not once the enqueue mark is old.
+    provider = uuid.UUID(provider_id)
+    notify.clear_decision_mark(provider)
+    decide_provider_queue(provider)
 
 
 @dramatiq.actor(queue_name="webhooks", max_retries=20, min_backoff=1_000, max_backoff=60_000)

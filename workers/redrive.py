@@ -2,12 +2,18 @@
 one worker process cluster-wide (a Redis lease) finds providers with requests left
 `queued` for longer than a normal decision takes and no worker on them, and enqueues
 their decision. That covers a broker outage at submit time, a lost message and a
-killed worker, within seconds of the system being healthy again."""
+killed worker, within seconds of the system being healthy again.
+
+A provider whose decision was enqueued recently (and not yet started on) is left
+alone: its message is most likely waiting in a long queue, and a copy per pass would
+only lengthen that queue. Past BOOKING_REDRIVE_RESEND_AFTER the message is presumed
+lost and sent again."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 
 import dramatiq
@@ -23,6 +29,26 @@ log = logging.getLogger(__name__)
 REDRIVE_LEASE_KEY = "booking:lease:redrive"
 # Overdue this long, a delivery's message was lost (an attempt in flight holds its lease).
 LATE_AFTER_S = 5
+# Providers looked up per round trip when deciding whom to re-send.
+DUE_CHUNK = 500
+
+# KEYS: each provider's lease key then its enqueue mark (booking.notify); ARGV[1] how
+# old a mark may be and still protect, in ms -> the 1-based positions of the providers
+# with no lease holder and no protecting mark. Ages are on Redis's clock, as the marks.
+_DUE_FOR_RESEND = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local due = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local marked = tonumber(redis.call('GET', KEYS[i + 1]))
+    if marked == nil or now - marked >= tonumber(ARGV[1]) then
+      due[#due + 1] = (i + 1) / 2
+    end
+  end
+end
+return due
+"""
 
 
 def stale_providers(older_than: timedelta) -> list:
@@ -36,24 +62,43 @@ def stale_providers(older_than: timedelta) -> list:
 
 
 def redrive_once() -> int:
-    """Enqueue a decision for each provider with stale queued requests and no lease
-    holder. Returns how many were enqueued; 0 if another process had the turn."""
-    from workers.actors import decide_provider
-
+    """Enqueue a decision for each provider with stale queued requests, no lease holder
+    and no recent enqueue, and re-send overdue webhook deliveries. Returns how many
+    were enqueued; 0 if another process had the turn."""
     settings = get_settings()
-    client = notify.redis_client()
-    turn = Lease(client, REDRIVE_LEASE_KEY, int(settings.redrive_interval_s * 1000))
+    turn = Lease(notify.redis_client(), REDRIVE_LEASE_KEY, int(settings.redrive_interval_s * 1000))
     if not turn.acquire():
         return 0  # the turn is left to expire, so one pass runs per interval cluster-wide
-    enqueued = 0
-    for provider_id in stale_providers(timedelta(seconds=settings.redrive_after_s)):
-        if not client.exists(provider_lease_key(provider_id)):
-            decide_provider.send(str(provider_id))
-            enqueued += 1
+    enqueued = redrive_providers(timedelta(seconds=settings.redrive_after_s),
+                                 settings.redrive_resend_after_s)
     enqueued += redrive_late_deliveries()
     if enqueued:
         log.info("re-drove %d provider queue(s) or webhook deliveries", enqueued)
     return enqueued
+
+
+def redrive_providers(stale_after: timedelta, resend_after_s: float) -> int:
+    """Enqueue a decision for each provider with requests queued longer than
+    `stale_after`, no lease holder, and no decision enqueued in the last
+    `resend_after_s` that no worker has started on. Returns how many were enqueued."""
+    stale, enqueued = stale_providers(stale_after), 0
+    for start in range(0, len(stale), DUE_CHUNK):
+        for provider_id in due_for_resend(stale[start:start + DUE_CHUNK], resend_after_s):
+            if not notify.enqueue_decision(provider_id):
+                return enqueued  # Redis is failing (logged there); the next pass tries again
+            enqueued += 1
+    return enqueued
+
+
+def due_for_resend(provider_ids: Sequence, resend_after_s: float) -> list:
+    """Those of `provider_ids` that no worker holds and none was enqueued for lately."""
+    keys = [key for provider_id in provider_ids
+            for key in (provider_lease_key(provider_id), notify.decision_mark_key(provider_id))]
+    if not keys:
+        return []
+    positions = notify.redis_client().register_script(_DUE_FOR_RESEND)(
+        keys=keys, args=[int(resend_after_s * 1000)])
+    return [provider_ids[position - 1] for position in positions]
 
 
 def redrive_late_deliveries() -> int:
