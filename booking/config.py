@@ -22,6 +22,11 @@ class Settings:
     redrive_resend_after_s: float
     decide_max_attempts: int
     db_pool_size: int
+    max_queued_per_client: int
+    webhook_retry_schedule: tuple[float, ...] | None  # None: the Standard Webhooks schedule
+    webhook_timeout_s: float
+    webhook_allow_private: bool
+    webhook_secret_grace_s: float
 
 
 def _env_int(name: str, default: int) -> int:
@@ -30,6 +35,15 @@ def _env_int(name: str, default: int) -> int:
 
 def _env_float(name: str, default: float) -> float:
     return float(os.environ.get(name) or default)
+
+
+def _env_flag(name: str) -> bool:
+    return (os.environ.get(name) or "").strip().lower() in ("1", "true", "yes")
+
+
+def _env_seconds_list(name: str) -> tuple[float, ...] | None:
+    raw = (os.environ.get(name) or "").strip()
+    return tuple(float(part) for part in raw.split(",") if part.strip()) if raw else None
 
 
 @cache
@@ -47,6 +61,11 @@ def get_settings() -> Settings:
         redrive_resend_after_s=_env_float("BOOKING_REDRIVE_RESEND_AFTER", 30.0),
         decide_max_attempts=_env_int("BOOKING_DECIDE_MAX_ATTEMPTS", 5),
         db_pool_size=_env_int("BOOKING_DB_POOL_SIZE", 10),
+        max_queued_per_client=_env_int("BOOKING_MAX_QUEUED_PER_CLIENT", 1000),
+        webhook_retry_schedule=_env_seconds_list("BOOKING_WEBHOOK_RETRY_SCHEDULE"),
+        webhook_timeout_s=_env_float("BOOKING_WEBHOOK_TIMEOUT", 15.0),
+        webhook_allow_private=_env_flag("BOOKING_WEBHOOK_ALLOW_PRIVATE"),
+        webhook_secret_grace_s=_env_float("BOOKING_WEBHOOK_SECRET_GRACE", 86400.0),
     )
 
 

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import os
 import random
 import socket
 import ssl
@@ -26,6 +25,8 @@ from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+
+from booking.config import get_settings
 
 SPEC_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 EVENT_TYPES = ("booking_request.succeeded", "booking_request.rejected", "booking_request.failed",
@@ -51,15 +52,12 @@ def signed_headers(secrets: Iterable[str], message_id: str, sent_at: datetime, b
 
 def retry_schedule() -> tuple[float, ...]:
     """Delays before each retry, from BOOKING_WEBHOOK_RETRY_SCHEDULE (seconds, comma-separated)."""
-    raw = os.environ.get("BOOKING_WEBHOOK_RETRY_SCHEDULE", "").strip()
-    if not raw:
-        return SPEC_SCHEDULE
-    return tuple(float(part) for part in raw.split(",") if part.strip())
+    return get_settings().webhook_retry_schedule or SPEC_SCHEDULE
 
 
 def delivery_timeout() -> float:
     """Seconds one attempt may take in all: lookup, connect, TLS, sending, the answer."""
-    return float(os.environ.get("BOOKING_WEBHOOK_TIMEOUT") or 15)
+    return get_settings().webhook_timeout_s
 
 
 def next_delay(attempts_made: int, retry_after: float | None = None) -> float | None:
@@ -76,7 +74,7 @@ def next_delay(attempts_made: int, retry_after: float | None = None) -> float | 
 
 
 def private_targets_allowed() -> bool:
-    return os.environ.get("BOOKING_WEBHOOK_ALLOW_PRIVATE", "") in ("1", "true", "yes")
+    return get_settings().webhook_allow_private
 
 
 PRIVATE_REASON = "the host resolves to a private, loopback, link-local or metadata address"

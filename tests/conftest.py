@@ -46,6 +46,25 @@ def stack(tmp_path_factory) -> Iterator:
 
 
 @pytest.fixture
+def setting_env(monkeypatch):
+    """Change a setting for one test as an operator would, through the environment:
+    setting_env("NAME", "value"), or setting_env("NAME") to unset it. Settings are read
+    once per process, so the cache is cleared on each change and after the test."""
+    from booking.config import get_settings
+
+    def change(name: str, value: str | None = None) -> None:
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield change
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def db(stack):
     """Empty tables for each test."""
     from sqlalchemy import text

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from booking import notify, webhooks
+from booking.config import get_settings
 from booking.db import driver_autocommit, driver_query, new_session
 from booking.services.errors import Conflict, IfMatch, InvalidInput, NotFound, TooManyRequests
 from booking.services.pagination import decode_cursor, page
@@ -201,7 +201,7 @@ def _over_cap(cap: int) -> TooManyRequests:
 
 
 def max_queued_per_client() -> int:
-    return int(os.environ.get("BOOKING_MAX_QUEUED_PER_CLIENT") or 1000)
+    return get_settings().max_queued_per_client
 
 
 def _earlier_submission(key: ApiKey, idempotency_key: str | None,

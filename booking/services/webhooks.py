@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +9,7 @@ from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import selectinload
 
 from booking import notify
+from booking.config import get_settings
 from booking.db import new_session
 from booking.secrets import seal
 from booking.services.errors import Forbidden, NotFound
@@ -91,7 +91,7 @@ def rotate_webhook_secret(key: ApiKey, key_id: uuid.UUID) -> tuple[ApiKey, str]:
     for BOOKING_WEBHOOK_SECRET_GRACE seconds (default a day)."""
     if not (key.is_admin or key.id == key_id):
         raise NotFound("No such API key.")
-    grace = timedelta(seconds=float(os.environ.get("BOOKING_WEBHOOK_SECRET_GRACE") or 86400))
+    grace = timedelta(seconds=get_settings().webhook_secret_grace_s)
     with new_session() as session, session.begin():
         target = session.get(ApiKey, key_id)
         if target is None or target.revoked_at is not None:

@@ -80,8 +80,8 @@ def test_the_budget_is_shared_by_two_web_processes(stack, db, client_key):
     assert set(statuses) <= {200, 429}
 
 
-def test_a_client_may_not_flood_the_queue(http, admin_key, client_key, other_client_key, monkeypatch):
-    monkeypatch.setenv("BOOKING_MAX_QUEUED_PER_CLIENT", "3")
+def test_a_client_may_not_flood_the_queue(http, admin_key, client_key, other_client_key, setting_env):
+    setting_env("BOOKING_MAX_QUEUED_PER_CLIENT", "3")
     provider_id = new_provider(http, admin_key)
 
     mine = [submit(http, client_key, provider_id, hour) for hour in (9, 10, 11, 12)]

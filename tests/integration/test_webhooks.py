@@ -278,8 +278,8 @@ def test_a_client_sees_and_replays_only_deliveries_to_its_own_urls(setup, receiv
     "http://10.1.2.3/hook", "http://172.16.0.9/hook", "http://192.168.1.1/hook",
     "http://169.254.169.254/latest/meta-data", "http://169.254.10.10/hook", "http://0.0.0.0/hook",
 ])
-def test_private_targets_are_refused_unless_allowed(http, client_key, admin_key, monkeypatch, url):
-    monkeypatch.delenv("BOOKING_WEBHOOK_ALLOW_PRIVATE")
+def test_private_targets_are_refused_unless_allowed(http, client_key, admin_key, url, setting_env):
+    setting_env("BOOKING_WEBHOOK_ALLOW_PRIVATE")
     provider = http.post("/v1/providers", json={"name": "P", "timezone": "UTC",
                                                 "weekly_schedule": ALL_WEEK},
                          headers=auth(admin_key)).get_json()
@@ -291,7 +291,7 @@ def test_private_targets_are_refused_unless_allowed(http, client_key, admin_key,
 
     assert submit.status_code == 422 and "callback_url" in submit.get_json()["errors"]
     assert endpoint.status_code == 422 and "url" in endpoint.get_json()["errors"]
-    monkeypatch.setenv("BOOKING_WEBHOOK_ALLOW_PRIVATE", "1")
+    setting_env("BOOKING_WEBHOOK_ALLOW_PRIVATE", "1")
     allowed = http.post("/v1/bookings", json={"provider_id": provider["id"], "customer_id": "c",
                                               "start": a_start(), "callback_url": url},
                         headers=auth(client_key))

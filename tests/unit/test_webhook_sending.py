@@ -84,8 +84,8 @@ def receiver():
 
 
 @pytest.fixture
-def public_only(monkeypatch):
-    monkeypatch.delenv("BOOKING_WEBHOOK_ALLOW_PRIVATE", raising=False)
+def public_only(monkeypatch, setting_env):
+    setting_env("BOOKING_WEBHOOK_ALLOW_PRIVATE")
 
 
 def test_a_name_that_rebinds_to_loopback_after_the_check_is_never_connected_to(
@@ -224,9 +224,9 @@ def trickler():
     trickler.listener.close()
 
 
-def test_a_trickling_receiver_is_cut_off_at_the_attempts_deadline(monkeypatch, trickler):
-    monkeypatch.setenv("BOOKING_WEBHOOK_ALLOW_PRIVATE", "1")
-    monkeypatch.setenv("BOOKING_WEBHOOK_TIMEOUT", "1")
+def test_a_trickling_receiver_is_cut_off_at_the_attempts_deadline(monkeypatch, trickler, setting_env):
+    setting_env("BOOKING_WEBHOOK_ALLOW_PRIVATE", "1")
+    setting_env("BOOKING_WEBHOOK_TIMEOUT", "1")
     outcomes = []
     began = time.monotonic()
     sender = threading.Thread(target=lambda: outcomes.append(attempt(a_delivery(trickler.url), [SECRET])),
