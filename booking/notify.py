@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 import redis
 
 from booking import redis_clients
+from booking.messages import send_decision, send_delivery
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,9 @@ def enqueue_decision(provider_id: uuid.UUID | str) -> bool:
 
 
 def _send_decision(client: redis.Redis, mark: str, provider_id: uuid.UUID | str) -> bool:
-    from workers.actors import decide_provider
 
     try:
-        decide_provider.send(str(provider_id))
+        send_decision(provider_id)
         return True
     except Exception as error:  # noqa: BLE001 - any broker failure leaves the row for the re-drive
         log.warning("could not enqueue decision for provider %s: %s", provider_id, error)
@@ -95,11 +95,10 @@ def clear_decision_mark(provider_id: uuid.UUID | str) -> None:
 
 def enqueue_deliveries(delivery_ids: Iterable[uuid.UUID]) -> None:
     """Hand webhook deliveries to the webhook workers; best effort, the sweep covers misses."""
-    from workers.actors import deliver_webhook
 
     for delivery_id in delivery_ids:
         try:
-            deliver_webhook.send(str(delivery_id))
+            send_delivery(delivery_id)
         except Exception as error:  # noqa: BLE001 - the outbox row stays pending for the sweep
             log.warning("could not enqueue webhook delivery %s: %s", delivery_id, error)
 

@@ -1,45 +1,6 @@
-"""Broker first, actors after: importing this module configures Dramatiq's Redis
-broker for the process. The Procfile's worker line is `dramatiq workers.broker workers.actors`.
+"""The Procfile's broker module (`dramatiq workers.broker workers.actors`): importing
+it sets the process's broker (booking.broker) before any actor is declared."""
 
-Every process that imports it (web, CLI, tests) gets a broker that only enqueues, and
-waits on Redis as a web request may (booking.redis_clients.REQUEST). A `dramatiq`
-worker process then switches it to consuming, on Dramatiq's own signal that this is a
-worker process (after_process_boot, before any actor module or consumer runs)."""
+from booking.broker import broker
 
-import dramatiq
-import redis
-from dramatiq.brokers.redis import DEFAULT_MAINTENANCE_CHANCE, RedisBroker
-
-from booking import redis_clients
-
-
-class WorkerProcessRedis(dramatiq.Middleware):
-    """In a worker process: consume with the CONSUMER policy and give the process's
-    other Redis clients (leases, re-drive) the WORKER policy."""
-
-    def after_process_boot(self, broker):
-        redis_clients.enter_worker_process()
-        use_client(broker, redis_clients.make_client(redis_clients.CONSUMER))
-        # Workers recover dead workers' messages; see make_broker for why only they do.
-        broker.maintenance_chance = DEFAULT_MAINTENANCE_CHANCE
-
-
-def use_client(broker: RedisBroker, client: redis.Redis) -> None:
-    """Point the broker at another client. Its Lua scripts are bound to the client
-    they were registered with, so they are registered again."""
-    broker.client = client
-    broker.scripts = {name: client.register_script(script.script) for name, script in broker.scripts.items()}
-
-
-def make_broker() -> RedisBroker:
-    # No queue maintenance when enqueueing: it walks dead workers' ack sets (with a
-    # KEYS scan) and could outlast a web request's bound. Consumers fetch all the time,
-    # so the workers' share is plenty.
-    broker = RedisBroker(client=redis_clients.make_client(redis_clients.REQUEST),
-                         heartbeat_timeout=30_000, maintenance_chance=0)
-    broker.add_middleware(WorkerProcessRedis())
-    return broker
-
-
-broker = make_broker()
-dramatiq.set_broker(broker)
+__all__ = ["broker"]

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from booking import notify
 from booking.config import get_settings
 from booking.db import autocommit
+from booking.messages import send_delivery
 from models import BookingRequest, WebhookDelivery
 from workers.lease import Lease, provider_lease_key
 
@@ -103,7 +104,6 @@ def due_for_resend(provider_ids: Sequence, resend_after_s: float) -> list:
 
 def redrive_late_deliveries() -> int:
     """Webhook deliveries whose attempt is overdue (their message was lost)."""
-    from workers.actors import deliver_webhook
 
     deliveries = WebhookDelivery.__table__
     with autocommit() as conn:
@@ -113,7 +113,7 @@ def redrive_late_deliveries() -> int:
                 deliveries.c.next_attempt_at < func.now() - timedelta(seconds=LATE_AFTER_S))
             .limit(500)))
     for delivery_id in late:
-        deliver_webhook.send(str(delivery_id))
+        send_delivery(delivery_id)
     return len(late)
 
 
