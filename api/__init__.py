@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import os
 
+import psycopg
+import sqlalchemy.exc
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from api.auth import authenticate_request
 from api.extensions import api
 from api.limits import init_rate_limits
-from api.problems import problem
+from api.problems import PROBLEM_MIMETYPE, problem
+from api.schemas import WHOLE_SCHEMA_RULES, ProblemSchema
 from api.security import init_security, limit_json_depth
 from booking.config import require_redis_url
 from booking.secrets import application_key
@@ -21,6 +24,16 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 JSON_METHODS = {"POST", "PATCH", "PUT"}
+
+# PostgreSQL unreachable (or, the same family of errors, refusing for the moment: a lock
+# or statement timeout), however it surfaces: through SQLAlchemy (ORM and Core) and its
+# pool (refused connection, checkout timeout), or through the bare driver on the hot
+# paths (booking.db.driver_autocommit). Transient, so 503 with Retry-After: the same
+# request will do once the database is back.
+DATABASE_UNAVAILABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                        sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError,
+                        psycopg.OperationalError, psycopg.InterfaceError)
+DATABASE_RETRY_AFTER_S = 2
 
 
 def default_config() -> dict:
@@ -57,12 +70,19 @@ def create_app(config: dict | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     api.init_app(app)
+    # Every error is answered as problem+json (register_error_handlers), those no view
+    # lists too (a 500, a 405): the document's fallback response says so, not JSON.
+    api.spec.components.response("DEFAULT_ERROR", {
+        "description": "Any other error",
+        "content": {PROBLEM_MIMETYPE: {"schema": ProblemSchema}}}, lazy=True)
     init_rate_limits(app, require_redis_url())
 
 
 def register_blueprints(app: Flask) -> None:
     from api.resources import api_keys, booking_requests, bookings, health, providers, webhooks
 
+    for schema, rules in WHOLE_SCHEMA_RULES.items():  # before any view refers to them
+        api.spec.components.schema(schema.__name__, rules, schema=schema)
     for module in (health, providers, bookings, booking_requests, api_keys, webhooks):
         api.register_blueprint(module.blp)
 
@@ -89,19 +109,49 @@ def _has_body() -> bool:
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ServiceError)
-    def service_error(error: ServiceError):
-        return problem(error.status, error.title, error.detail, error.errors,
-                       headers=error.headers, **error.extra)
+    app.register_error_handler(ServiceError, service_error)
+    app.register_error_handler(RecursionError, too_deep)
+    app.register_error_handler(HTTPException, http_error)
+    for error_class in DATABASE_UNAVAILABLE:
+        app.register_error_handler(error_class, database_unavailable)
+    app.register_error_handler(Exception, unexpected)
 
-    @app.errorhandler(RecursionError)
-    def too_deep(_error):
-        return problem(400, "Bad Request", "The JSON body is nested too deeply.",
-                       {"body": ["nested too deeply"]})
 
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception):
-        if isinstance(error, HTTPException):
-            return api.handle_http_exception(error)
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "Internal Server Error", "Something went wrong on our side.")
+def service_error(error: ServiceError):
+    return problem(error.status, error.title, error.detail, error.errors,
+                   headers=error.headers, **error.extra)
+
+
+def too_deep(_error):
+    return problem(400, "Bad Request", "The JSON body is nested too deeply.",
+                   {"body": ["nested too deeply"]})
+
+
+def http_error(error: HTTPException):
+    """werkzeug's errors as problems, keeping the headers they carry (405's Allow)."""
+    response = api.handle_http_exception(error)
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers.setdefault(name, value)
+    return response
+
+
+def database_unavailable(error: Exception):
+    # One line, no traceback: an outage fails every request the same way, and a
+    # traceback each would bury the one line that says what happened.
+    log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                _first_line(error))
+    return problem(503, "Service Unavailable", "The database is unreachable; retry shortly.",
+                   headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+
+
+def _first_line(error: Exception) -> str:
+    """The driver's error (SQLAlchemy wraps it in `orig`) as `Class: first line`."""
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
+
+
+def unexpected(error: Exception):
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return problem(500, "Internal Server Error", "Something went wrong on our side.")

@@ -1,35 +1,143 @@
 """Marshmallow schemas at the edge: what the API accepts and what it answers.
-Unknown fields are rejected (marshmallow's default), never silently dropped."""
+Unknown fields are rejected (marshmallow's default), never silently dropped.
+
+What the OpenAPI document says a field accepts is what its validation accepts: every
+pattern below is both checked here and published there (tests/fuzz holds them to it).
+The few rules a schema cannot state (end after start, a provider that exists) are
+named in the fields' descriptions."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from booking.webhooks import EVENT_TYPES
-from models.calendar import ScheduleError, parse_weekly_schedule
+from models.calendar import WEEKDAYS, ScheduleError, parse_weekly_schedule
 
-TEXT = validate.Length(min=1, max=255)
 MINUTES_PER_YEAR = 365 * 24 * 60
 MAX_SLOT_RANGE = timedelta(days=31)
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _ZONES = frozenset(available_timezones())
+
+
+class Pattern(validate.Regexp):
+    """The whole value matches `regex`, written so that Python and the OpenAPI reader
+    (ECMA-262) agree on it. (Regexp's re.match with `$` lets a trailing newline through.)"""
+
+    def __call__(self, value):
+        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+# PostgreSQL text cannot hold NUL: the INSERT (or the comparison) would fail with a 500
+# instead of a 422 naming the field.
+WITHOUT_NUL = Pattern(r"^[^\x00]*$", error="Must not contain NUL characters.")
+
+
+def encodable(value: str) -> None:
+    """A lone surrogate (JSON's "\\ud800") is no Unicode text and cannot be sent to
+    PostgreSQL as UTF-8. Not in the published pattern: validators of OpenAPI patterns
+    either refuse a surrogate range or read it as half of every astral character."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Must not contain lone surrogates.") from None
+
+
+def text(min_length: int = 1, max_length: int = 255) -> list:
+    """Validators of free text stored in (or compared by) PostgreSQL."""
+    return [validate.Length(min=min_length, max=max_length), WITHOUT_NUL, encodable]
+
+
+TEXT = text()
+
+# RFC 3339 (what OpenAPI's date-time means), in years 1970-8999. Python's fromisoformat
+# alone also takes ISO 8601's other spellings (basic format, week dates, no seconds).
+_YEAR = r"(19[7-9][0-9]|[2-8][0-9]{3})"
+_DATE = _YEAR + r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+INSTANT_PATTERN = (_DATE + r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
+                   r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])")
+DATE_PATTERN = _DATE
 
 
 class Instant(fields.AwareDateTime):
     """An RFC 3339 date-time with an offset, within years 1970-8999."""
 
     def __init__(self, **kwargs):
-        super().__init__(format="iso", **kwargs)
+        metadata = {"pattern": f"^{INSTANT_PATTERN}$", **kwargs.pop("metadata", {})}
+        super().__init__(format="iso", metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        instant = super()._deserialize(value, attr, data, **kwargs)
-        if not EARLIEST <= instant < LATEST:
-            raise ValidationError("Must be between 1970 and 9000.")
-        return instant
+        if not isinstance(value, str) or not re.fullmatch(INSTANT_PATTERN, value):
+            raise ValidationError("Not an RFC 3339 date-time with an offset in years 1970-8999 "
+                                  "(e.g. 2030-01-07T09:00:00+01:00).")
+        return super()._deserialize(value.upper(), attr, data, **kwargs)
+
+
+class LocalDate(fields.Date):
+    """A calendar date as YYYY-MM-DD, within years 1970-8999."""
+
+    def __init__(self, **kwargs):
+        metadata = {"pattern": f"^{DATE_PATTERN}$", **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not re.fullmatch(DATE_PATTERN, value):
+            raise ValidationError("Not a date as YYYY-MM-DD in years 1970-8999.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+UUID_PATTERN = r"[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}"
+
+
+class Id(fields.UUID):
+    """A UUID in its canonical 8-4-4-4-12 spelling (what OpenAPI's uuid format means;
+    Python's UUID() also takes braces, urn: prefixes and undashed hex)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not re.fullmatch(UUID_PATTERN, value):
+            raise ValidationError("Not a valid UUID.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+# An IPv6 address as RFC 3986 spells it (IPv6address), which is what Python's ipaddress,
+# and so urlsplit, accepts (zone ids aside).
+_H16 = "[0-9A-Fa-f]{1,4}"
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_LS32 = rf"({_H16}:{_H16}|{_OCTET}(\.{_OCTET}){{3}})"
+
+
+def _h16s_before(count: int) -> str:
+    """Up to `count` + 1 groups before a "::"."""
+    return f"(({_H16}:){{0,{count}}}{_H16})?" if count else f"({_H16})?"
+
+
+IPV6 = "(" + "|".join([
+    f"({_H16}:){{6}}{_LS32}", f"::({_H16}:){{5}}{_LS32}",
+    f"{_h16s_before(0)}::({_H16}:){{4}}{_LS32}", f"{_h16s_before(1)}::({_H16}:){{3}}{_LS32}",
+    f"{_h16s_before(2)}::({_H16}:){{2}}{_LS32}", f"{_h16s_before(3)}::{_H16}:{_LS32}",
+    f"{_h16s_before(4)}::{_LS32}", f"{_h16s_before(5)}::{_H16}", f"{_h16s_before(6)}::",
+]) + ")"
+
+# An http(s) URL in plain ASCII (RFC 3986 characters): userinfo, a DNS name, IPv4 or
+# [IPv6] address, a port up to 65535, then path, query and fragment. Whether we will
+# call it (the SSRF rules: a public address that resolves) is decided after, and
+# answers 422 naming the field too.
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = rf"(\[{IPV6}\]|{_LABEL}(\.{_LABEL})*\.?)"
+_URI_CHARS = r"[A-Za-z0-9._~!$&'()*+,;=:@%/?#\[\]-]"
+URL_PATTERN = (r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._~!$&'()*+,;=:%-]+@)?"
+               rf"{_HOST}(:{_PORT})?([/?#]{_URI_CHARS}*)?$")
+
+
+def url_field(**kwargs) -> fields.String:
+    return fields.String(validate=[validate.Length(max=2048),
+                                   Pattern(URL_PATTERN, error="Not a valid http or https URL.")],
+                         **kwargs)
 
 
 class ProblemSchema(Schema):
@@ -47,14 +155,42 @@ class ProblemSchema(Schema):
 
 class PageQuery(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
-    cursor = fields.String(validate=[validate.Length(max=512), validate.Regexp(r"^[A-Za-z0-9_-]*$")],
+    cursor = fields.String(validate=[validate.Length(max=512), Pattern(r"^[A-Za-z0-9_-]*$")],
                            metadata={"description": "Opaque: next_cursor of the previous page."})
 
 
 # --- providers ----------------------------------------------------------------
 
-TIMEZONE_DOC = {"minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$",
-                "example": "Europe/Berlin"}
+TIMEZONE_DOC = {"enum": sorted(_ZONES), "example": "Europe/Berlin",
+                "description": "An IANA time zone name."}
+
+# Exactly what models.calendar.parse_weekly_schedule accepts, but for the two rules a
+# schema cannot state: each interval's start is before its end, and a day's intervals
+# do not overlap.
+HH_MM = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+WORKING_HOURS_DOC = {
+    "type": "array",
+    "maxItems": 24 * 60,  # implied: intervals of whole minutes that do not overlap
+    "items": {"type": "object", "required": ["start", "end"], "additionalProperties": False,
+              "properties": {"start": {"type": "string", "pattern": HH_MM},
+                             "end": {"type": "string", "pattern": HH_MM}}},
+}
+WEEKLY_SCHEDULE_DOC = {
+    "type": "object",
+    "properties": {day: WORKING_HOURS_DOC for day in WEEKDAYS},
+    "additionalProperties": False,
+    "description": "Working hours by lower-case English day name, in the provider's zone. "
+                   "Each interval's start is before its end; a day's intervals do not overlap.",
+    "example": {"monday": [{"start": "09:00", "end": "12:00"}]},
+}
+
+
+class WeeklySchedule(fields.Field):
+    """Working hours by day, checked by ProviderIn.validate_schedule. Not a fields.Dict,
+    whose OpenAPI rendering would allow any day name."""
+
+    def __init__(self, **kwargs):
+        super().__init__(metadata=WEEKLY_SCHEDULE_DOC, **kwargs)
 
 
 def validate_timezone(name: str) -> None:
@@ -70,8 +206,7 @@ class ProviderIn(Schema):
     name = fields.String(required=True, validate=TEXT)
     timezone = fields.String(required=True, validate=validate_timezone, metadata=TIMEZONE_DOC)
     slot_minutes = fields.Integer(strict=True, load_default=30, validate=validate.Range(5, 24 * 60))
-    weekly_schedule = fields.Dict(required=True, keys=fields.String(), values=fields.Raw(),
-                                  metadata={"example": {"monday": [{"start": "09:00", "end": "12:00"}]}})
+    weekly_schedule = WeeklySchedule(required=True)
     min_notice_minutes = fields.Integer(strict=True, load_default=0,
                                         validate=validate.Range(0, MINUTES_PER_YEAR))
     max_advance_days = fields.Integer(strict=True, load_default=365, validate=validate.Range(1, 3650))
@@ -91,7 +226,7 @@ class ProviderPatch(ProviderIn):
     name = fields.String(validate=TEXT)
     timezone = fields.String(validate=validate_timezone, metadata=TIMEZONE_DOC)
     slot_minutes = fields.Integer(strict=True, validate=validate.Range(5, 24 * 60))
-    weekly_schedule = fields.Dict(keys=fields.String(), values=fields.Raw())
+    weekly_schedule = WeeklySchedule()
     min_notice_minutes = fields.Integer(strict=True, validate=validate.Range(0, MINUTES_PER_YEAR))
     max_advance_days = fields.Integer(strict=True, validate=validate.Range(1, 3650))
 
@@ -99,6 +234,11 @@ class ProviderPatch(ProviderIn):
     def not_empty(self, data, **_kwargs) -> None:
         if not data:
             raise ValidationError("Give at least one field to change.")
+
+
+# Rules on a whole schema that apispec has no marshmallow spelling for, registered with
+# their schemas in the app factory so that the document states them too.
+WHOLE_SCHEMA_RULES = {ProviderPatch: {"minProperties": 1}}
 
 
 class ProviderOut(Schema):
@@ -121,8 +261,8 @@ class ProviderPage(Schema):
 
 class TimeOffIn(Schema):
     start = Instant(required=True)
-    end = Instant(required=True)
-    reason = fields.String(validate=validate.Length(max=255), allow_none=True)
+    end = Instant(required=True, metadata={"description": "After start, at most ten years later."})
+    reason = fields.String(validate=text(min_length=0), allow_none=True)
 
     @validates_schema
     def ordered(self, data, **_kwargs) -> None:
@@ -148,9 +288,10 @@ class TimeOffList(Schema):
 
 
 class SlotsQuery(Schema):
-    date = fields.Date(metadata={"description": "A date in the provider's zone."})
+    date = LocalDate(metadata={"description": "A date in the provider's zone. Give either "
+                                              "date, or both from and to."})
     from_ = Instant(data_key="from")
-    to = Instant()
+    to = Instant(metadata={"description": "After from, at most 31 days later."})
 
     @validates_schema
     def one_way(self, data, **_kwargs) -> None:
@@ -179,12 +320,12 @@ class SlotsOut(Schema):
 
 # --- bookings and requests ----------------------------------------------------
 
-CALLBACK_URL = fields.Url(schemes={"http", "https"}, require_tld=False,
-                          validate=validate.Length(max=2048), allow_none=True)
+CALLBACK_URL = url_field(allow_none=True, metadata={
+    "description": "Where the decision is POSTed: an http(s) URL of a public host."})
 
 
 class BookingIn(Schema):
-    provider_id = fields.UUID(required=True)
+    provider_id = Id(required=True, metadata={"description": "An existing provider's id."})
     customer_id = fields.String(required=True, validate=TEXT)
     start = Instant(required=True)
     callback_url = CALLBACK_URL
@@ -196,7 +337,7 @@ class RescheduleIn(Schema):
 
 
 class CancelIn(Schema):
-    reason = fields.String(validate=validate.Length(max=255), allow_none=True)
+    reason = fields.String(validate=text(min_length=0), allow_none=True)
     callback_url = CALLBACK_URL
 
 
@@ -210,11 +351,22 @@ class IdempotencyHeader(Schema):
                        "after N seconds, still 202; `Preference-Applied` tells when it was used."})
 
 
+# RFC 9110 §13.1.1: `*` or a comma-separated list of entity-tags, as
+# api.resources.common.parse_if_match reads it (400 for anything else; 412 for a tag
+# that does not match). A tag holds no comma: the parser splits the list on commas.
+# One grammar for the document and the parser (api.resources.common.parse_if_match).
+ENTITY_TAG = r'(W/)?"([\x21\x23-\x2b\x2d-\x7e\x80-\xff]*)"'
+IF_MATCH_DOC = {"pattern": rf"^(\s*\*\s*|\s*{ENTITY_TAG}\s*(,\s*{ENTITY_TAG}\s*)*)$",
+                "description": "`*` or the ETag(s) the change was based on (e.g. \"3\"); 412 "
+                               "if none is current."}
+
+
 class IfMatchHeader(Schema):
     class Meta:
         unknown = "exclude"
 
-    if_match = fields.String(data_key="If-Match", validate=validate.Length(max=64))
+    if_match = fields.String(data_key="If-Match", validate=validate.Length(max=64),
+                             metadata=IF_MATCH_DOC)
 
 
 class ChangeHeaders(IdempotencyHeader, IfMatchHeader):
@@ -240,7 +392,7 @@ class BookingPage(Schema):
 
 
 class BookingListQuery(PageQuery):
-    provider_id = fields.UUID()
+    provider_id = Id()
     customer_id = fields.String(validate=TEXT)
     status = fields.String(validate=validate.OneOf(["confirmed", "cancelled"]))
     from_ = Instant(data_key="from")
@@ -283,13 +435,21 @@ class WaitQuery(Schema):
 
 # --- webhooks -----------------------------------------------------------------
 
+class StrictBoolean(fields.Boolean):
+    """true or false only (marshmallow's Boolean also takes 1, "yes", "on", ...)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class EndpointIn(Schema):
-    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False,
-                     validate=validate.Length(max=2048))
+    url = url_field(required=True, metadata={"description": "An http(s) URL of a public host."})
     events = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), required=True,
                          validate=validate.Length(min=1, max=len(EVENT_TYPES)))
-    all_clients = fields.Boolean(load_default=False,
-                                 metadata={"description": "Admin only: every client's events."})
+    all_clients = StrictBoolean(load_default=False,
+                                metadata={"description": "Admin only: every client's events."})
 
 
 class EndpointOut(Schema):

@@ -38,7 +38,8 @@ def get_engine() -> Engine:
                     # restart fails one statement and is then discarded by the pool.
                     pool_recycle=300,
                     pool_timeout=10,
-                    connect_args={"options": session_options()},
+                    # A server that drops packets answers 503 in seconds, not a hang.
+                    connect_args={"options": session_options(), "connect_timeout": 3},
                     # Errors and logs never print statement parameters: a callback URL's
                     # query string or a customer id is no business of a log file.
                     hide_parameters=True,
@@ -77,9 +78,14 @@ def driver_autocommit() -> Iterator[psycopg.Connection]:
     try:
         yield driver
     finally:
-        with contextlib.suppress(psycopg.Error):
-            driver.autocommit = False  # as the pool hands it out; fails only on a broken connection
-        pooled.close()  # back to the pool, which discards it if it is broken
+        if driver.broken:
+            # Lost with its server: discard it here. Handed back, the pool's reset would
+            # fail on it and log a traceback, once for every request of a database outage.
+            pooled.invalidate()
+        else:
+            with contextlib.suppress(psycopg.Error):
+                driver.autocommit = False  # as the pool hands it out
+            pooled.close()
 
 
 @functools.cache

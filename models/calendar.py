@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MINUTES_PER_DAY = 24 * 60
-_HH_MM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+_HH_MM = re.compile(r"([01][0-9]|2[0-4]):([0-5][0-9])")  # fullmatch: ASCII digits, no trailing newline
 
 
 @dataclass(frozen=True, order=True)
@@ -74,7 +74,7 @@ class ScheduleError(ValueError):
 
 def parse_minute(text: str) -> int:
     """'HH:MM' (00:00 to 24:00) as minutes since local midnight."""
-    match = _HH_MM.match(text) if isinstance(text, str) else None
+    match = _HH_MM.fullmatch(text) if isinstance(text, str) else None
     if not match:
         raise ValueError(f"{text!r} is not a time of day as HH:MM")
     minute = int(match.group(1)) * 60 + int(match.group(2))

@@ -6,7 +6,7 @@ import re
 
 from flask_smorest import Blueprint
 
-from api.schemas import ProblemSchema
+from api.schemas import ENTITY_TAG, ProblemSchema
 from booking.services.errors import BadRequest, IfMatch
 
 PROBLEM_DESCRIPTIONS = {
@@ -16,10 +16,11 @@ PROBLEM_DESCRIPTIONS = {
     404: "No such resource (or not visible to this key)",
     409: "Conflicts with the current state",
     412: "If-Match does not match the current version",
-    413: "Body too large",
+    413: "Body too large (over 64 KiB)",
     415: "Body is not application/json",
     422: "Invalid fields; `errors` names each one",
     429: "Rate limit or undecided-request cap reached; see Retry-After",
+    503: "The database is unavailable for a moment; see Retry-After",
 }
 
 
@@ -27,7 +28,7 @@ def document_problems(blueprint: Blueprint, *codes: int):
     """Declare the problem+json answers a view can give, for the OpenAPI document."""
 
     def decorate(view):
-        for code in sorted({401, 429, *codes}):
+        for code in sorted({401, 429, 503, *codes}):
             view = blueprint.alt_response(code, schema=ProblemSchema,
                                           description=PROBLEM_DESCRIPTIONS[code],
                                           content_type="application/problem+json")(view)
@@ -41,7 +42,7 @@ def etag(version: int) -> str:
 
 
 # RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, listed with commas.
-ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
+LISTED_ENTITY_TAG = re.compile(rf"\s*{ENTITY_TAG}\s*")
 
 
 def parse_if_match(header: str | None) -> IfMatch | None:
@@ -51,10 +52,11 @@ def parse_if_match(header: str | None) -> IfMatch | None:
     if header is None or header.strip() == "*":
         return None
     tags = header.split(",")
-    parsed = [ENTITY_TAG.fullmatch(tag) for tag in tags]
+    parsed = [LISTED_ENTITY_TAG.fullmatch(tag) for tag in tags]
     if not header.strip() or not all(parsed):
         raise BadRequest("If-Match must be `*` or a list of entity-tags such as \"3\".",
                          {"If-Match": ["not a list of entity-tags"]})
     # Strong comparison (§13.1.1): a weak tag never matches.
     return IfMatch(frozenset(int(m.group(2)) for m in parsed
-                             if not m.group(1) and m.group(2).isdigit() and len(m.group(2)) <= 9))
+                             if not m.group(1) and m.group(2).isascii() and m.group(2).isdigit()
+                             and len(m.group(2)) <= 9))

@@ -5,7 +5,9 @@ import json
 import uuid
 
 import pytest
+from sqlalchemy import text
 
+from booking.fence import claim_calendar
 from tests.conftest import auth
 
 SCHEDULE = {"monday": [{"start": "09:00", "end": "12:00"}]}
@@ -169,10 +171,18 @@ def test_idempotency_key_is_bounded(http, client_key, provider_id):
     assert_problem(response, 422, "Idempotency-Key")
 
 
-def test_if_match_must_be_an_etag(http, admin_key, provider_id):
-    response = http.patch(f"/v1/providers/{provider_id}", json={"name": "B"},
-                          headers={**auth(admin_key), "If-Match": "yesterday"})
-    assert_problem(response, 422, "If-Match")
+def test_if_match_that_is_no_entity_tag_list_is_400(http, admin_key, provider_id):
+    for header in ("yesterday", '"1" "2"', '"1",', "W/1"):
+        response = http.patch(f"/v1/providers/{provider_id}", json={"name": "B"},
+                              headers={**auth(admin_key), "If-Match": header})
+        assert_problem(response, 400, "If-Match")
+
+
+def test_if_match_naming_a_tag_we_never_issued_is_412(http, admin_key, provider_id):
+    for header in ('"xyz"', 'W/"1"', '"7", "xyz"', '"²"'):  # W/: If-Match compares strongly
+        response = http.patch(f"/v1/providers/{provider_id}", json={"name": "B"},
+                              headers={**auth(admin_key), "If-Match": header})
+        assert response.status_code == 412, (header, response.get_data(as_text=True))
 
 
 def test_error_bodies_never_echo_stack_traces(http, client_key):
@@ -180,3 +190,102 @@ def test_error_bodies_never_echo_stack_traces(http, client_key):
                          headers={**auth(client_key), "Content-Type": "application/json"})
     assert "Traceback" not in response.get_data(as_text=True)
     assert_problem(response, 422, "start")
+
+
+# --- text PostgreSQL cannot store, and spellings the OpenAPI document does not allow ---
+
+NUL = "a\u0000b"  # PostgreSQL refuses NUL in text: without a check, the INSERT answers 500
+LATER = {"start": "2030-01-07T09:00:00Z", "end": "2030-01-07T10:00:00Z"}
+
+
+@pytest.fixture
+def booking_id(db, provider_id) -> str:
+    """A confirmed booking, written straight to the database (no worker needed)."""
+    booking = uuid.uuid4()
+    with db.begin() as conn:
+        claim_calendar(conn.execute, provider_id)  # as every writer of a calendar must
+        conn.execute(text(
+            "INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version) "
+            "VALUES (:id, :p, (SELECT id FROM api_keys LIMIT 1), 'c', "
+            "tstzrange(:s, :e, '[)'), 'confirmed', 1)"),
+            {"id": booking, "p": provider_id, "s": "2030-01-14T09:00:00Z", "e": "2030-01-14T10:00:00Z"})
+    return str(booking)
+
+
+def nul_requests(provider_id: str, booking_id: str) -> dict[str, tuple]:
+    """Every text a request can carry into PostgreSQL, holding a NUL:
+    case -> (method, path, JSON body, extra headers, the field the 422 must name)."""
+    booking, endpoint = good_booking(provider_id), {"events": ["booking.confirmed"]}
+    return {
+        "api key name": ("POST", "/v1/api-keys", {"name": NUL, "role": "client"}, {}, "name"),
+        "provider name": ("POST", "/v1/providers", {**GOOD_PROVIDER, "name": NUL}, {}, "name"),
+        "customer_id": ("POST", "/v1/bookings", {**booking, "customer_id": NUL}, {}, "customer_id"),
+        "customer_id filter": ("GET", "/v1/bookings?customer_id=a%00b", None, {}, "customer_id"),
+        "cancel reason": ("POST", f"/v1/bookings/{booking_id}/cancel", {"reason": NUL}, {}, "reason"),
+        "time-off reason": ("POST", f"/v1/providers/{provider_id}/time-off",
+                            {**LATER, "reason": NUL}, {}, "reason"),
+        "Idempotency-Key": ("POST", "/v1/bookings", booking, {"Idempotency-Key": NUL},
+                            "Idempotency-Key"),
+        "callback_url": ("POST", "/v1/bookings",
+                         {**booking, "callback_url": f"https://example.com/{NUL}"}, {}, "callback_url"),
+        "endpoint url": ("POST", "/v1/webhook-endpoints",
+                         {**endpoint, "url": f"https://example.com/{NUL}"}, {}, "url"),
+    }
+
+
+@pytest.mark.parametrize("case", list(nul_requests(MISSING, MISSING)))
+def test_nul_in_text_is_a_422_naming_the_field(http, admin_key, provider_id, booking_id, case):
+    method, path, body, headers, field = nul_requests(provider_id, booking_id)[case]
+    response = http.open(path, method=method, json=body, headers={**auth(admin_key), **headers})
+    assert_problem(response, 422, field)
+
+
+def test_a_lone_surrogate_is_a_422_naming_the_field(http, admin_key):
+    body = json.dumps({**GOOD_PROVIDER, "name": "x"}).replace('"x"', '"\\ud800"')
+    response = http.post("/v1/providers", data=body,
+                         headers={**auth(admin_key), "Content-Type": "application/json"})
+    assert_problem(response, 422, "name")
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"start": "2030-01-07 09:00:00+01:00"}, "start"),  # ISO 8601, not RFC 3339
+    ({"start": "20300107T090000Z"}, "start"),
+    ({"start": "2030-01-07T09:00+01:00"}, "start"),
+    ({"start": "2030-01-07T09:00:00+0100"}, "start"),
+    ({"callback_url": "https://example.com/caf\u00e9"}, "callback_url"),  # RFC 3986: ASCII
+    ({"callback_url": "https://example.com:70000/"}, "callback_url"),
+])
+def test_spellings_the_document_does_not_allow_are_refused(http, client_key, provider_id,
+                                                          change, field):
+    response = http.post("/v1/bookings", json={**good_booking(provider_id), **change},
+                         headers=auth(client_key))
+    assert_problem(response, 422, field)
+
+
+UUID_SPELLINGS = {"braces": lambda uuid_: "{" + uuid_ + "}", "urn": lambda uuid_: "urn:uuid:" + uuid_,
+                  "undashed": lambda uuid_: uuid_.replace("-", "")}
+
+
+@pytest.mark.parametrize("spelling", list(UUID_SPELLINGS))  # Python's UUID() takes them all
+def test_a_provider_id_is_spelled_as_openapi_spells_a_uuid(http, client_key, provider_id, spelling):
+    body = {**good_booking(provider_id), "provider_id": UUID_SPELLINGS[spelling](provider_id)}
+    response = http.post("/v1/bookings", json=body, headers=auth(client_key))
+    assert_problem(response, 422, "provider_id")
+
+
+def test_webhook_endpoint_all_clients_is_a_json_boolean(http, admin_key):
+    response = http.post("/v1/webhook-endpoints", headers=auth(admin_key), json={
+        "url": "https://example.com/hook", "events": ["booking.confirmed"], "all_clients": 1})
+    assert_problem(response, 422, "all_clients")
+
+
+@pytest.mark.parametrize("date", ["20300107", "2030-W02-1"])  # ISO 8601, not YYYY-MM-DD
+def test_slots_date_is_yyyy_mm_dd(http, client_key, provider_id, date):
+    response = http.get(f"/v1/providers/{provider_id}/slots?date={date}", headers=auth(client_key))
+    assert_problem(response, 422, "date")
+
+
+def test_a_405_names_the_allowed_methods(http, client_key):
+    response = http.delete("/v1/bookings", headers=auth(client_key))
+    assert_problem(response, 405)
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
