@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import psycopg
 import sqlalchemy.exc
@@ -16,7 +15,7 @@ from api.limits import init_rate_limits
 from api.problems import PROBLEM_MIMETYPE, problem
 from api.schemas import WHOLE_SCHEMA_RULES, ProblemSchema
 from api.security import init_security, limit_json_depth
-from booking.config import require_redis_url
+from booking.config import get_settings, require_redis_url
 from booking.secrets import application_key
 from booking.services.errors import ServiceError
 
@@ -50,8 +49,8 @@ def default_config() -> dict:
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         },
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
-        "RATE_LIMIT_SUBMIT": os.environ.get("BOOKING_RATE_LIMIT_SUBMIT") or "50/second",
-        "RATE_LIMIT_READ": os.environ.get("BOOKING_RATE_LIMIT_READ") or "200/second",
+        "RATE_LIMIT_SUBMIT": get_settings().rate_limit_submit,
+        "RATE_LIMIT_READ": get_settings().rate_limit_read,
         "JSON_SORT_KEYS": False,
     }
 

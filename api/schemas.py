@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from booking.representations import BookingOut, ReasonOut, RequestOut  # noqa: F401 - part of the API's schemas
 from booking.webhooks import EVENT_TYPES
 from models.calendar import WEEKDAYS, ScheduleError, parse_weekly_schedule
 
@@ -373,19 +374,6 @@ class ChangeHeaders(IdempotencyHeader, IfMatchHeader):
     """Reschedule and cancel take both."""
 
 
-class BookingOut(Schema):
-    id = fields.UUID()
-    provider_id = fields.UUID()
-    customer_id = fields.String()
-    start = fields.DateTime(format="iso")
-    end = fields.DateTime(format="iso")
-    status = fields.String(metadata={"enum": ["confirmed", "cancelled"]})
-    cancel_reason = fields.String(allow_none=True)
-    version = fields.Integer()
-    created_at = fields.DateTime(format="iso")
-    updated_at = fields.DateTime(format="iso")
-
-
 class BookingPage(Schema):
     items = fields.List(fields.Nested(BookingOut))
     next_cursor = fields.String(allow_none=True)
@@ -397,26 +385,6 @@ class BookingListQuery(PageQuery):
     status = fields.String(validate=validate.OneOf(["confirmed", "cancelled"]))
     from_ = Instant(data_key="from")
     to = Instant()
-
-
-class ReasonOut(Schema):
-    code = fields.String()
-    message = fields.String()
-
-
-class RequestOut(Schema):
-    id = fields.UUID()
-    kind = fields.String(metadata={"enum": ["create", "reschedule", "cancel"]})
-    status = fields.String(metadata={"enum": ["queued", "succeeded", "rejected", "failed"]})
-    provider_id = fields.UUID()
-    booking_id = fields.UUID(allow_none=True)
-    customer_id = fields.String(allow_none=True)
-    start = fields.DateTime(format="iso", allow_none=True)
-    callback_url = fields.String(allow_none=True)
-    reason = fields.Nested(ReasonOut, allow_none=True)
-    booking = fields.Nested(BookingOut, allow_none=True)
-    created_at = fields.DateTime(format="iso")
-    decided_at = fields.DateTime(format="iso", allow_none=True)
 
 
 class RequestPage(Schema):

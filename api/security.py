@@ -4,11 +4,10 @@ key, never by cookie, so wildcard-with-credentials cannot arise."""
 
 from __future__ import annotations
 
-import os
-
 from flask import Flask, Response, current_app, request
 
 from api.problems import problem
+from booking.config import get_settings
 
 MAX_JSON_DEPTH = 32
 CORS_METHODS = "GET, POST, PATCH, DELETE"
@@ -18,8 +17,7 @@ EXPOSED_HEADERS = ("Location, ETag, Retry-After, RateLimit-Limit, RateLimit-Rema
 
 
 def init_security(app: Flask) -> None:
-    origins = {o.strip() for o in (os.environ.get("BOOKING_CORS_ORIGINS") or "").split(",") if o.strip()}
-    app.config.setdefault("CORS_ORIGINS", origins)
+    app.config.setdefault("CORS_ORIGINS", set(get_settings().cors_origins))
     app.before_request(answer_preflight)
     app.after_request(harden)
 

@@ -27,6 +27,10 @@ class Settings:
     webhook_timeout_s: float
     webhook_allow_private: bool
     webhook_secret_grace_s: float
+    auth_cache_seconds: float
+    rate_limit_submit: str  # `limits` notation: "50/second", "10 per minute"
+    rate_limit_read: str
+    cors_origins: frozenset[str]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -66,6 +70,11 @@ def get_settings() -> Settings:
         webhook_timeout_s=_env_float("BOOKING_WEBHOOK_TIMEOUT", 15.0),
         webhook_allow_private=_env_flag("BOOKING_WEBHOOK_ALLOW_PRIVATE"),
         webhook_secret_grace_s=_env_float("BOOKING_WEBHOOK_SECRET_GRACE", 86400.0),
+        auth_cache_seconds=_env_float("BOOKING_AUTH_CACHE_SECONDS", 60.0),
+        rate_limit_submit=os.environ.get("BOOKING_RATE_LIMIT_SUBMIT") or "50/second",
+        rate_limit_read=os.environ.get("BOOKING_RATE_LIMIT_READ") or "200/second",
+        cors_origins=frozenset(o.strip() for o in (os.environ.get("BOOKING_CORS_ORIGINS") or "").split(",")
+                               if o.strip()),
     )
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, or_, select
 from sqlalchemy.orm import Session, joinedload
 
+from booking.representations import BookingOut, RequestOut, present_booking, present_request
 from models import BookingRequest, WebhookDelivery, WebhookEndpoint
 
 BOOKING_EVENTS = {"create": "booking.confirmed", "reschedule": "booking.rescheduled",
@@ -68,9 +69,6 @@ def _delivery(request: BookingRequest, event: str, url: str, signer: uuid.UUID,
 def render_payload(request: BookingRequest, event: str) -> str:
     """{"type", "timestamp", "data"}: data is the request exactly as GET returns it, or
     the booking for booking.* events."""
-    from api.presenters import present_booking, present_request
-    from api.schemas import BookingOut, RequestOut
-
     if event.startswith("booking."):
         data = BookingOut().dump(present_booking(request.booking))
     else:

@@ -100,21 +100,29 @@ class KeyCache:
             self._entries[digest] = (api_key, epoch, time.monotonic() + self.ttl_s)
 
 
-_cache = KeyCache(float(os.environ.get("BOOKING_AUTH_CACHE_SECONDS") or 60))
+_caches: dict[int, KeyCache] = {}
+
+
+def _key_cache() -> KeyCache:
+    """The process's cache of authenticated keys (made after any fork, on first use)."""
+    cache = _caches.get(os.getpid())
+    if cache is None:
+        cache = _caches[os.getpid()] = KeyCache(get_settings().auth_cache_seconds)
+    return cache
 
 
 def authenticate(digest: str, epoch: int | None) -> ApiKey | None:
     """The active key with this digest (see hash_key), or None. `epoch` is the keys'
     epoch read before this call, None if Redis is unreachable (then no cache is used).
     Lookup by digest is constant-time in the secret: the database never sees the key."""
-    if epoch is not None and (cached := _cache.get(digest, epoch)) is not None:
+    if epoch is not None and (cached := _key_cache().get(digest, epoch)) is not None:
         return cached
     with new_session() as session:
         api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     if api_key is None or api_key.revoked_at is not None:
         return None
     if epoch is not None:
-        _cache.put(digest, api_key, epoch)
+        _key_cache().put(digest, api_key, epoch)
     return api_key
 
 

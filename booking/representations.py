@@ -1,0 +1,80 @@
+"""Bookings and booking requests as clients see them, whether over HTTP or in a webhook
+payload: one rendering for the API (api/) and the workers' outbox (workers/), below both.
+Every time is shown in the provider's own UTC offset."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from marshmallow import Schema, fields
+
+from models import Booking, BookingRequest
+
+# What a rejected or failed request's `reason.code` can be.
+REASON_CODES = ("slot_unavailable", "outside_working_hours", "not_on_slot_grid", "time_off", "too_soon",
+                "too_far", "booking_not_found", "booking_cancelled", "booking_changed", "internal_error")
+
+
+def local(instant: datetime | None, zone: str) -> datetime | None:
+    return instant.astimezone(ZoneInfo(zone)) if instant is not None else None
+
+
+def present_booking(booking: Booking) -> dict:
+    zone = booking.provider.timezone
+    return {
+        "id": booking.id, "provider_id": booking.provider_id, "customer_id": booking.customer_id,
+        "start": local(booking.period.lower, zone), "end": local(booking.period.upper, zone),
+        "status": booking.status, "cancel_reason": booking.cancel_reason, "version": booking.version,
+        "created_at": local(booking.created_at, zone), "updated_at": local(booking.updated_at, zone),
+    }
+
+
+def present_request(request: BookingRequest) -> dict:
+    zone = request.provider.timezone
+    reason = ({"code": request.reason_code, "message": request.reason_message}
+              if request.reason_code else None)
+    booking = request.booking
+    if booking is not None:
+        booking.provider = request.provider
+    return {
+        "id": request.id, "kind": request.kind, "status": request.status,
+        "provider_id": request.provider_id, "booking_id": request.booking_id,
+        "customer_id": request.customer_id, "start": local(request.start, zone),
+        "callback_url": request.callback_url, "reason": reason,
+        "booking": present_booking(booking) if booking is not None else None,
+        "created_at": local(request.created_at, zone), "decided_at": local(request.decided_at, zone),
+    }
+
+
+class BookingOut(Schema):
+    id = fields.UUID()
+    provider_id = fields.UUID()
+    customer_id = fields.String()
+    start = fields.DateTime(format="iso")
+    end = fields.DateTime(format="iso")
+    status = fields.String(metadata={"enum": ["confirmed", "cancelled"]})
+    cancel_reason = fields.String(allow_none=True)
+    version = fields.Integer()
+    created_at = fields.DateTime(format="iso")
+    updated_at = fields.DateTime(format="iso")
+
+
+class ReasonOut(Schema):
+    code = fields.String(metadata={"enum": list(REASON_CODES)})
+    message = fields.String()
+
+
+class RequestOut(Schema):
+    id = fields.UUID()
+    kind = fields.String(metadata={"enum": ["create", "reschedule", "cancel"]})
+    status = fields.String(metadata={"enum": ["queued", "succeeded", "rejected", "failed"]})
+    provider_id = fields.UUID()
+    booking_id = fields.UUID(allow_none=True)
+    customer_id = fields.String(allow_none=True)
+    start = fields.DateTime(format="iso", allow_none=True)
+    callback_url = fields.String(allow_none=True)
+    reason = fields.Nested(ReasonOut, allow_none=True)
+    booking = fields.Nested(BookingOut, allow_none=True)
+    created_at = fields.DateTime(format="iso")
+    decided_at = fields.DateTime(format="iso", allow_none=True)
