@@ -6,7 +6,9 @@ WEB_THREADS."""
 
 import os
 
-bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+from booking.config import get_settings
+
+bind = f"{get_settings().bind_host}:{get_settings().port}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "16"))

@@ -13,6 +13,7 @@ class Settings:
     database_url: str | None
     redis_url: str | None
     port: int
+    bind_host: str
     home: Path
     bootstrap_admin_key: str | None
     decide_batch_size: int
@@ -21,6 +22,7 @@ class Settings:
     redrive_after_s: float
     redrive_resend_after_s: float
     decide_max_attempts: int
+    decide_attempt_spacing_s: float
     db_pool_size: int
     max_queued_per_client: int
     webhook_retry_schedule: tuple[float, ...] | None  # None: the Standard Webhooks schedule
@@ -56,6 +58,7 @@ def get_settings() -> Settings:
         database_url=os.environ.get("DATABASE_URL") or None,
         redis_url=os.environ.get("REDIS_URL") or None,
         port=_env_int("PORT", 8000),
+        bind_host=os.environ.get("BIND_HOST") or "0.0.0.0",
         home=Path(os.environ.get("BOOKING_HOME") or "./.booking").resolve(),
         bootstrap_admin_key=os.environ.get("BOOKING_BOOTSTRAP_ADMIN_KEY") or None,
         decide_batch_size=_env_int("BOOKING_DECIDE_BATCH_SIZE", 200),
@@ -64,6 +67,7 @@ def get_settings() -> Settings:
         redrive_after_s=_env_float("BOOKING_REDRIVE_AFTER", 2.0),
         redrive_resend_after_s=_env_float("BOOKING_REDRIVE_RESEND_AFTER", 30.0),
         decide_max_attempts=_env_int("BOOKING_DECIDE_MAX_ATTEMPTS", 5),
+        decide_attempt_spacing_s=_env_float("BOOKING_DECIDE_ATTEMPT_SPACING", 1.0),
         db_pool_size=_env_int("BOOKING_DB_POOL_SIZE", 10),
         max_queued_per_client=_env_int("BOOKING_MAX_QUEUED_PER_CLIENT", 1000),
         webhook_retry_schedule=_env_seconds_list("BOOKING_WEBHOOK_RETRY_SCHEDULE"),

@@ -51,40 +51,21 @@ def decision_mark_key(provider_id: uuid.UUID | str) -> str:
 
 
 def enqueue_decision(provider_id: uuid.UUID | str) -> bool:
-    """Ask a worker to decide the provider's queue, and mark when. False if Redis is
+    """Ask a worker to decide the provider's queue, then mark when. False if Redis is
     unreachable or too slow (see booking.redis_clients); the request stays queued in
     Postgres and the re-drive picks it up."""
-    mark = decision_mark_key(provider_id)
-    try:
-        # Marked before sending, so a worker that starts on the message always clears
-        # a mark that is already there. If Redis did not take the mark, it would not
-        # take the message either: return without waiting on it a second time.
-        client = redis_client()
-        client.register_script(_MARK_ENQUEUED)(keys=[mark], args=[DECISION_MARK_TTL_MS])
-    except Exception as error:  # noqa: BLE001 - any Redis failure leaves the row for the re-drive
-        log.warning("could not enqueue decision for provider %s: %s", provider_id, error)
-        return False
-    return _send_decision(client, mark, provider_id)
-
-
-def _send_decision(client: redis.Redis, mark: str, provider_id: uuid.UUID | str) -> bool:
-
     try:
         send_decision(provider_id)
-        return True
     except Exception as error:  # noqa: BLE001 - any broker failure leaves the row for the re-drive
         log.warning("could not enqueue decision for provider %s: %s", provider_id, error)
-        # Nothing went out, so nothing may hold off the re-drive. Not after a timeout:
-        # the message may have gone out late, and a second wait is what we avoid.
-        if not isinstance(error, redis.TimeoutError):
-            _forget_mark(client, mark)
         return False
-
-
-def _forget_mark(client: redis.Redis, mark: str) -> None:
-    # If this fails too, the mark stops protecting once it is older than the re-send bound.
-    with contextlib.suppress(redis.RedisError):
-        client.delete(mark)
+    # Marked only once the message is out: a mark with no message behind it would hold
+    # the re-drive off for a request nothing is coming for. (A worker quick enough to
+    # start before the mark lands leaves it standing; it clears it again when done.)
+    with contextlib.suppress(Exception):
+        redis_client().register_script(_MARK_ENQUEUED)(
+            keys=[decision_mark_key(provider_id)], args=[DECISION_MARK_TTL_MS])
+    return True
 
 
 def clear_decision_mark(provider_id: uuid.UUID | str) -> None:

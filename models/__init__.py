@@ -106,9 +106,11 @@ class BookingRequest(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="queued")
-    expected_version: Mapped[int | None]  # the booking version an If-Match named
+    if_match_versions: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))  # If-Match, as named
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries to decide it
+    error_streak: Mapped[int] = mapped_column(Integer, default=0)  # ... ending in the same error
     last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None]
     reason_code: Mapped[str | None] = mapped_column(String(64))
     reason_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

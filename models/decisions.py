@@ -19,7 +19,7 @@ class PendingRequest:
     accepted_at: datetime
     start: datetime | None = None
     booking_id: uuid.UUID | None = None
-    expected_version: int | None = None  # If-Match: the booking version it was made against
+    if_match_versions: Sequence[int] | None = None  # If-Match: the booking versions it names
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class BatchDecider:
 
     def _reschedule(self, request: PendingRequest) -> Decision:
         booking = self.bookings.get(request.booking_id)
-        rejection = self._existing_booking_rejection(booking, request.expected_version)
+        rejection = self._existing_booking_rejection(booking, request.if_match_versions)
         if rejection:
             return Decision(request.id, rejection, request.booking_id)
         self.booked.remove(booking.interval)  # a booking never collides with itself
@@ -128,7 +128,7 @@ class BatchDecider:
 
     def _cancel(self, request: PendingRequest) -> Decision:
         booking = self.bookings.get(request.booking_id)
-        rejection = self._existing_booking_rejection(booking, request.expected_version)
+        rejection = self._existing_booking_rejection(booking, request.if_match_versions)
         if rejection:
             return Decision(request.id, rejection, request.booking_id)
         self.booked.remove(booking.interval)
@@ -138,11 +138,11 @@ class BatchDecider:
 
     @staticmethod
     def _existing_booking_rejection(booking: KnownBooking | None,
-                                    expected_version: int | None) -> Rejection | None:
+                                    if_match_versions: Sequence[int] | None) -> Rejection | None:
         if booking is None:
             return BOOKING_NOT_FOUND
         # The client's precondition first: it named the state it meant to change.
-        if expected_version is not None and booking.version != expected_version:
+        if if_match_versions is not None and booking.version not in if_match_versions:
             return BOOKING_CHANGED
         if booking.status == "cancelled":
             return BOOKING_CANCELLED

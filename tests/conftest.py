@@ -19,7 +19,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Short enough that recovery tests finish in seconds; long enough for a normal decision.
 WORKER_ENV = {"BOOKING_REDRIVE_INTERVAL": "0.5", "BOOKING_REDRIVE_AFTER": "1",
-              "BOOKING_LEASE_TTL_MS": "3000",
+              "BOOKING_LEASE_TTL_MS": "3000", "BOOKING_DECIDE_ATTEMPT_SPACING": "0.2",
               # receivers in tests listen on loopback; the SSRF tests lift this themselves
               "BOOKING_WEBHOOK_ALLOW_PRIVATE": "1", "BOOKING_WEBHOOK_RETRY_SCHEDULE": "0.3,0.3",
               "BOOKING_WEBHOOK_TIMEOUT": "30", "BOOKING_SECRET_KEY": "test-only-secret-key",

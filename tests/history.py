@@ -26,7 +26,7 @@ class Recorded:
     kind: str
     start: datetime | None
     booking_id: uuid.UUID | None
-    expected_version: int | None
+    if_match_versions: list[int] | None
     status: str
     reason_code: str | None
 
@@ -60,7 +60,7 @@ class Model:
         booking = self.bookings.get(request.booking_id)
         if booking is None:
             return "rejected", "booking_not_found"
-        if request.expected_version is not None and booking.version != request.expected_version:
+        if request.if_match_versions is not None and booking.version not in request.if_match_versions:
             return "rejected", "booking_changed"
         if booking.cancelled:
             return "rejected", "booking_cancelled"
@@ -75,7 +75,7 @@ class Model:
 
 def recorded_history(conn, provider_id) -> list[Recorded]:
     rows = conn.execute(text(
-        "SELECT id, seq, kind, start, booking_id, expected_version, status, reason_code "
+        "SELECT id, seq, kind, start, booking_id, if_match_versions, status, reason_code "
         "FROM booking_requests WHERE provider_id = :p ORDER BY seq"), {"p": provider_id})
     return [Recorded(*row) for row in rows]
 

@@ -25,6 +25,7 @@ def decide_provider(provider_id: str) -> None:
     provider = uuid.UUID(provider_id)
     notify.clear_decision_mark(provider)
     decide_provider_queue(provider)
+    notify.clear_decision_mark(provider)  # one set after we started, by a slow submit
 
 
 @dramatiq.actor(queue_name=DELIVER_WEBHOOK[0], actor_name=DELIVER_WEBHOOK[1],

@@ -1,9 +1,11 @@
 """The per-provider decision service.
 
 Holding the provider's lease, a worker drains its queued requests in acceptance
-order (`seq`), a batch per transaction. Each transaction first bumps the provider's
-version from the one it read (optimistic lock): if someone else changed the calendar
-meanwhile, nothing is written and the batch is read and decided again.
+order (`seq`), a batch per transaction. Each transaction reads the batch and the
+calendar around it, decides in memory, then claims the calendar at the version it
+read (booking.fence: the optimistic lock) before writing anything: if someone else
+changed the calendar meanwhile, nothing is written and the batch is read and decided
+again.
 """
 
 from __future__ import annotations
@@ -58,11 +60,26 @@ class LostRequests(StaleCalendar):
     decided them. Nothing is written; the batch is read and decided again."""
 
 
-# Connection trouble (whether it surfaces through SQLAlchemy or the bare driver; lock
-# and idle timeouts, serialization failures and deadlocks are OperationalErrors too),
-# an exhausted pool, and a calendar that moved: nothing about the request itself.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, PoolTimeout, psycopg.OperationalError,
-                    psycopg.InterfaceError, StaleCalendar)
+# SQLSTATE classes that say nothing about the request itself: connection exceptions
+# (08), serialization failures and deadlocks (40), insufficient resources (53), lock
+# not available (55), operator intervention (57: shutdowns, cancels), system errors
+# (58); and an idle-in-transaction timeout (25P03). Program limits (54) and the rest
+# are about what was asked, and count against the request.
+TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58")
+TRANSIENT_SQLSTATES = ("25P03",)
+
+
+def is_transient(error: Exception) -> bool:
+    """Connection trouble (through SQLAlchemy or the bare driver), an exhausted pool,
+    or a calendar that moved: retried, never counted against a request."""
+    if isinstance(error, (StaleCalendar, PoolTimeout)):
+        return True
+    cause = getattr(error, "orig", None) or error
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES or sqlstate in TRANSIENT_SQLSTATES
+    return isinstance(error, (OperationalError, InterfaceError, psycopg.OperationalError,
+                              psycopg.InterfaceError))
 
 
 @dataclass
@@ -107,23 +124,44 @@ def _drain(provider_id: uuid.UUID, lease: Lease, batch_size: int) -> int:
 def decide_next_batch(provider_id: uuid.UUID, batch_size: int) -> tuple[int, bool]:
     """Decide up to `batch_size` queued requests in one transaction. Returns how many,
     and whether more may be queued. A request that makes deciding fail is isolated:
-    the error is counted against it, and it is marked `failed` once the same error
-    has repeated `decide_max_attempts` times on fresh reads; until then the error
-    propagates, so the actor retries after a backoff."""
+    the error is counted against it (see _attempt_failed), and until it is marked
+    `failed` the error propagates, so the actor retries after a backoff."""
     try:
         count = _decide_batch_until_fresh(provider_id, batch_size)
         return count, count == batch_size
-    except TRANSIENT_ERRORS:
-        raise  # the actor's retry (or the re-drive) decides it once things recover
     except Exception as error:
-        if batch_size > 1:
-            log.warning("batch for provider %s failed (%s); isolating the request that fails",
-                        provider_id, _error_signature(error))
-            count, _more = decide_next_batch(provider_id, 1)
-            return count, True  # the rest of the queue goes on at full batch size
-        if not _attempt_failed(provider_id, error):
-            raise
-        return 1, True
+        if is_transient(error):
+            raise  # the actor's retry (or the re-drive) decides it once things recover
+        if batch_size == 1:
+            return _count_against_oldest(provider_id, error), True
+        log.warning("batch for provider %s failed (%s); deciding one by one to find the request",
+                    provider_id, _error_signature(error))
+        return _decide_one_by_one(provider_id, batch_size), True
+
+
+def _decide_one_by_one(provider_id: uuid.UUID, limit: int) -> int:
+    """Up to `limit` requests one per transaction, until the one that fails is reached:
+    each request before it costs one decision, not one failed batch each. The caller
+    then goes on at full batch size."""
+    decided = 0
+    while decided < limit:
+        try:
+            count = _decide_batch_until_fresh(provider_id, 1)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            return decided + _count_against_oldest(provider_id, error)
+        if count == 0:
+            break
+        decided += count
+    return decided
+
+
+def _count_against_oldest(provider_id: uuid.UUID, error: Exception) -> int:
+    """1 if the error made the oldest request `failed`; else the error propagates."""
+    if not _attempt_failed(provider_id, error):
+        raise error
+    return 1
 
 
 def _decide_batch_until_fresh(provider_id: uuid.UUID, batch_size: int) -> int:
@@ -228,7 +266,7 @@ def _calendar_around(conn: Connection, provider_id, rows, slot_length: timedelta
 def _pending(row) -> PendingRequest:
     return PendingRequest(id=row.id, kind=row.kind, accepted_at=row.created_at,
                           start=row.start, booking_id=row.booking_id,
-                          expected_version=row.expected_version)
+                          if_match_versions=row.if_match_versions)
 
 
 # Moves and cancels name the version they replace: one that moved under us touches no row.
@@ -315,12 +353,17 @@ def _execute_many(conn: Connection, statement, parameters: list[dict]) -> None:
 OLDEST_QUEUED = text("""
 SELECT id, attempts, last_error FROM booking_requests
  WHERE provider_id = :provider_id AND status = 'queued' ORDER BY seq LIMIT 1""")
+# A try counts only if the last counted one is at least :spacing seconds old (the
+# database's clock): every submit for the provider brings a message, and a burst of
+# them must not spend a request's tries within milliseconds.
 COUNT_ATTEMPT = text("""
 UPDATE booking_requests
-   SET attempts = CASE WHEN last_error = :signature THEN attempts + 1 ELSE 1 END,
-       last_error = :signature
+   SET attempts = attempts + 1,
+       error_streak = CASE WHEN last_error = :signature THEN error_streak + 1 ELSE 1 END,
+       last_error = :signature, last_attempt_at = now()
  WHERE id = :request_id AND status = 'queued'
-RETURNING attempts""")
+   AND (last_attempt_at IS NULL OR last_attempt_at <= now() - make_interval(secs => :spacing))
+RETURNING attempts, error_streak""")
 FAIL_REQUEST = text("""
 UPDATE booking_requests
    SET status = 'failed', reason_code = 'internal_error',
@@ -336,21 +379,36 @@ def _error_signature(error: Exception) -> str:
 
 
 def _attempt_failed(provider_id: uuid.UUID, error: Exception) -> bool:
-    """Count a failed attempt against the provider's oldest queued request. True if
-    that made it `failed` (the same error `decide_max_attempts` times in a row)."""
+    """Count a failed try against the provider's oldest queued request. True if that
+    made it `failed`: the same error `decide_max_attempts` times in a row, or any
+    errors three times as often, on tries at least `decide_attempt_spacing_s` apart."""
+    settings = get_settings()
     signature = _error_signature(error)
     with get_engine().begin() as conn:
         oldest = conn.execute(OLDEST_QUEUED, {"provider_id": provider_id}).one_or_none()
         if oldest is None:
             return False
-        attempts = conn.execute(COUNT_ATTEMPT, {"request_id": oldest.id,
-                                                "signature": signature}).scalar_one_or_none()
-    limit = get_settings().decide_max_attempts
-    log.warning("request %s of provider %s failed to be decided (attempt %s of %s): %s: %s",
-                oldest.id, provider_id, attempts, limit, signature, error)
-    if attempts is None or attempts < limit:
+        counted = conn.execute(COUNT_ATTEMPT, {"request_id": oldest.id, "signature": signature,
+                                               "spacing": settings.decide_attempt_spacing_s}).one_or_none()
+    if counted is None:
+        return False  # too soon after the last counted try, or decided meanwhile
+    limit = settings.decide_max_attempts
+    log.warning("request %s of provider %s failed to be decided (same error %s of %s times): %s: %s",
+                oldest.id, provider_id, counted.error_streak, limit, signature, error)
+    if counted.error_streak < limit and counted.attempts < 3 * limit:
         return False
     return _fail_request(provider_id, oldest.id)
+
+
+def _outbox_if_possible(conn: Connection, request_id: uuid.UUID) -> list[uuid.UUID]:
+    """The failed request's webhooks, unless writing them is what keeps failing: the
+    outcome must stand either way, or the request would block its provider for good."""
+    try:
+        with conn.begin_nested():
+            return write_outbox(conn, [request_id])
+    except Exception:  # noqa: BLE001 - logged; the failed outcome is what matters here
+        log.exception("webhooks of failed request %s could not be written", request_id)
+        return []
 
 
 def _fail_request(provider_id: uuid.UUID, request_id: uuid.UUID) -> bool:
@@ -360,7 +418,7 @@ def _fail_request(provider_id: uuid.UUID, request_id: uuid.UUID) -> bool:
         claim_calendar(conn.execute, provider_id)
         if conn.execute(FAIL_REQUEST, {"request_id": request_id}).rowcount != 1:
             return False  # decided meanwhile after all
-        deliveries = write_outbox(conn, [request_id])
+        deliveries = _outbox_if_possible(conn, request_id)
     log.error("request %s of provider %s marked failed after repeated errors", request_id, provider_id)
     notify.publish_decisions([request_id])
     notify.enqueue_deliveries(deliveries)

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from booking import notify, webhooks
 from booking.db import new_session
@@ -64,7 +64,8 @@ def _load_due(delivery_id: uuid.UUID) -> tuple[WebhookDelivery, list[str]] | Non
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.status != "pending":
             return None
-        if delivery.next_attempt_at and delivery.next_attempt_at > datetime.now(UTC) + timedelta(seconds=1):
+        now = session.scalar(select(func.now()))  # the clock next_attempt_at was set by
+        if delivery.next_attempt_at and delivery.next_attempt_at > now + timedelta(seconds=1):
             return None  # an early message; the scheduled one (or the sweep) will come
         return delivery, signing_secrets(session.get(ApiKey, delivery.api_key_id))
 
@@ -152,5 +153,5 @@ def _record(delivery_id: uuid.UUID, outcome: Outcome, due_at: datetime | None) -
         elif delay is None:
             delivery.status, delivery.next_attempt_at = "failed", None
         else:
-            delivery.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+            delivery.next_attempt_at = func.now() + timedelta(seconds=delay)
     return delay

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from booking.representations import BookingOut, RequestOut, present_booking, present_request
@@ -63,7 +63,7 @@ def _delivery(request: BookingRequest, event: str, url: str, signer: uuid.UUID,
         id=uuid.uuid4(), message_id=f"msg_{uuid.uuid4().hex}", api_key_id=signer,
         request_id=request.id, endpoint_id=endpoint_id, url=url, event_type=event,
         payload=render_payload(request, event), status="pending", attempt_count=0,
-        next_attempt_at=datetime.now(UTC))
+        next_attempt_at=func.now())
 
 
 def render_payload(request: BookingRequest, event: str) -> str:

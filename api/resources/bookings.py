@@ -25,7 +25,7 @@ from booking.services import requests
 blp = Blueprint("bookings", __name__, url_prefix="/v1/bookings",
                 description="Submit create, reschedule and cancel requests; read bookings.")
 
-ACCEPTED_PROBLEMS = (400, 404, 413, 415, 422)
+ACCEPTED_PROBLEMS = (400, 404, 409, 413, 415, 422)
 CHANGE_PROBLEMS = (*ACCEPTED_PROBLEMS, 412)
 
 

@@ -135,14 +135,14 @@ def submit_change(key: ApiKey, kind: str, booking_id: uuid.UUID, start: datetime
         return BookingRequest(kind=kind, provider=booking.provider, booking=booking,
                               customer_id=booking.customer_id, start=start,
                               cancel_reason=cancel_reason, callback_url=callback_url,
-                              expected_version=booking.version if if_match else None)
+                              if_match_versions=sorted(if_match.versions) if if_match else None)
 
     return _accept(key, kind, booking_id, body, idempotency_key, build)
 
 
 INSERTED_COLUMNS = ("id", "kind", "provider_id", "api_key_id", "booking_id", "customer_id", "start",
                     "cancel_reason", "callback_url", "status", "idempotency_key",
-                    "request_fingerprint", "expected_version")
+                    "request_fingerprint", "if_match_versions")
 
 
 def _accept(key: ApiKey, kind: str, target: uuid.UUID, body: dict[str, Any],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import selectinload
 
 from booking import notify
@@ -79,9 +79,10 @@ def retry_delivery(key: ApiKey, request_id: uuid.UUID,
             .with_for_update())
         if delivery is None:
             raise NotFound("No such delivery for this request.")
-        delivery.status, delivery.next_attempt_at = "pending", datetime.now(UTC)
+        # The database's clock, as the sender compares it with (no host's clock counts)
+        delivery.status, delivery.next_attempt_at = "pending", func.now()
         session.flush()
-        session.refresh(delivery, ["attempts"])
+        session.refresh(delivery, ["attempts", "next_attempt_at"])
     notify.enqueue_deliveries([delivery.id])
     return zone, delivery
 

@@ -7,9 +7,10 @@
   claimed that provider's calendar: forgetting the fence is an error, not a race.
 - `providers.revision` is the provider's own version, its ETag: a decided booking
   changes the calendar, not the provider.
-- `booking_requests.attempts` / `last_error`: a request is failed only after the same
-  error repeats; `expected_version`: the booking version an If-Match named, checked
-  again when the change is decided.
+- `booking_requests.attempts` / `error_streak` / `last_error` / `last_attempt_at`: a
+  request is failed only after the same error repeats, on tries spread out in time;
+  `if_match_versions`: the booking versions an If-Match named, checked again when the
+  change is decided.
 
 Revision ID: 0004
 Revises: 0003
@@ -49,16 +50,17 @@ END
 $$;
 """
 
+OUTCOME_CHANGED = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in (
+    "status", "reason_code", "reason_message", "booking_id", "decided_at"))
+# name: (table, when it fires)
 TRIGGERS = {
-    "bookings_require_claim":
-        "BEFORE INSERT OR UPDATE OR DELETE ON bookings FOR EACH ROW",
-    "time_off_require_claim":
-        "BEFORE INSERT OR UPDATE OR DELETE ON time_off FOR EACH ROW",
+    "bookings_require_claim": ("bookings", "BEFORE INSERT OR UPDATE OR DELETE"),
+    "time_off_require_claim": ("time_off", "BEFORE INSERT OR UPDATE OR DELETE"),
     # Accepting a request is no calendar change; deciding it is.
-    "booking_requests_outcome_require_claim":
-        "BEFORE UPDATE OF status ON booking_requests FOR EACH ROW "
-        "WHEN (OLD.status IS DISTINCT FROM NEW.status)",
+    "booking_requests_outcome_require_claim": (
+        "booking_requests", "BEFORE UPDATE OF status, reason_code, reason_message, booking_id, decided_at"),
 }
+CONDITIONS = {"booking_requests_outcome_require_claim": f"WHEN ({OUTCOME_CHANGED})"}
 
 
 def upgrade() -> None:
@@ -66,20 +68,25 @@ def upgrade() -> None:
     op.execute("ALTER TABLE providers ADD COLUMN calendar_claimed_by xid8")  # no SQLAlchemy type
     op.add_column("booking_requests", sa.Column("attempts", sa.Integer, nullable=False,
                                                 server_default="0"))
+    op.add_column("booking_requests", sa.Column("error_streak", sa.Integer, nullable=False,
+                                                server_default="0"))
     op.add_column("booking_requests", sa.Column("last_error", sa.Text))
-    op.add_column("booking_requests", sa.Column("expected_version", sa.Integer))
+    op.add_column("booking_requests", sa.Column("last_attempt_at", sa.DateTime(timezone=True)))
+    op.add_column("booking_requests", sa.Column("if_match_versions", sa.ARRAY(sa.Integer)))
     op.execute(REQUIRE_CLAIM)
-    for name, when in TRIGGERS.items():
-        op.execute(f"CREATE TRIGGER {name} {when} EXECUTE FUNCTION booking_require_calendar_claim()")
+    for name, (table, when) in TRIGGERS.items():
+        op.execute(f"CREATE TRIGGER {name} {when} ON {table} FOR EACH ROW {CONDITIONS.get(name, '')} "
+                   "EXECUTE FUNCTION booking_require_calendar_claim()")
 
 
 def downgrade() -> None:
-    for name, when in TRIGGERS.items():
-        table = when.split(" ON ")[1].split()[0]
+    for name, (table, _when) in TRIGGERS.items():
         op.execute(f"DROP TRIGGER {name} ON {table}")
     op.execute("DROP FUNCTION booking_require_calendar_claim()")
-    op.drop_column("booking_requests", "expected_version")
+    op.drop_column("booking_requests", "if_match_versions")
+    op.drop_column("booking_requests", "last_attempt_at")
     op.drop_column("booking_requests", "last_error")
+    op.drop_column("booking_requests", "error_streak")
     op.drop_column("booking_requests", "attempts")
     op.drop_column("providers", "calendar_claimed_by")
     op.drop_column("providers", "revision")

@@ -289,3 +289,31 @@ def test_a_405_names_the_allowed_methods(http, client_key):
     response = http.delete("/v1/bookings", headers=auth(client_key))
     assert_problem(response, 405)
     assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+@pytest.fixture
+def refused_inserts(db):
+    """A constraint the submit cannot foresee: inserts for customer 'refused' violate it."""
+    with db.begin() as conn:
+        conn.execute(text("""
+            CREATE OR REPLACE FUNCTION test_refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.customer_id = 'refused' THEN
+                    RAISE unique_violation USING MESSAGE = 'refused by the test';
+                END IF;
+                RETURN NEW;
+            END $$"""))
+        conn.execute(text("CREATE TRIGGER test_refuse_insert BEFORE INSERT ON booking_requests "
+                          "FOR EACH ROW EXECUTE FUNCTION test_refuse_insert()"))
+    yield
+    with db.begin() as conn:
+        conn.execute(text("DROP TRIGGER test_refuse_insert ON booking_requests"))
+
+
+def test_a_constraint_refusing_a_submit_without_idempotency_key_is_409_not_500(
+        http, client_key, provider_id, refused_inserts):
+    response = http.post("/v1/bookings", json={**good_booking(provider_id), "customer_id": "refused"},
+                         headers=auth(client_key))
+
+    assert response.status_code == 409, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"

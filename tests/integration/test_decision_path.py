@@ -184,7 +184,13 @@ def decide_as_the_actor_retries(provider_id, tries: int = 10) -> list:
     return outcomes
 
 
-def test_a_passing_fault_does_not_fail_the_request(db, injected_faults):
+@pytest.fixture
+def tries_count_at_once(setting_env):
+    """Tries spaced by nothing: these tests retry back to back, as no real actor does."""
+    setting_env("BOOKING_DECIDE_ATTEMPT_SPACING", "0")
+
+
+def test_a_passing_fault_does_not_fail_the_request(db, injected_faults, tries_count_at_once):
     provider = make_provider()
     key = keys.create_key("k", "client").api_key
     request = requests.submit_create(key, provider.id, "fails-twice", in_two_days(), None, None)
@@ -196,7 +202,8 @@ def test_a_passing_fault_does_not_fail_the_request(db, injected_faults):
     assert request_row(db, request.id)[:2] == ("succeeded", None)
 
 
-def test_a_request_that_always_fails_is_failed_after_five_tries_and_the_queue_goes_on(db, injected_faults):
+def test_a_request_that_always_fails_is_failed_after_five_tries_and_the_queue_goes_on(
+        db, injected_faults, tries_count_at_once):
     provider = make_provider()
     key = keys.create_key("k", "client").api_key
     before = requests.submit_create(key, provider.id, "fine", in_two_days(0), None, None)
@@ -216,12 +223,45 @@ def test_a_request_that_always_fails_is_failed_after_five_tries_and_the_queue_go
     assert len(decided_at) == 1  # in one batch, not one by one
 
 
-def test_different_errors_do_not_add_up(db):
+def streak(db, request_id) -> int:
+    with db.connect() as conn:
+        return conn.scalar(text("SELECT error_streak FROM booking_requests WHERE id = :id"),
+                           {"id": request_id})
+
+
+def test_different_errors_make_no_streak_but_do_not_go_on_for_ever(db, tries_count_at_once):
+    provider = make_provider()
+    key = keys.create_key("k", "client").api_key
+    request = requests.submit_create(key, provider.id, "c", in_two_days(), None, None)
+    alternating = [ValueError("a"), KeyError("b")] * 7
+
+    assert [decide._attempt_failed(provider.id, error) for error in alternating] == [False] * 14
+    assert request_row(db, request.id)[:3] == ("queued", None, 14) and streak(db, request.id) == 1
+
+    assert decide._attempt_failed(provider.id, ValueError("c")) is True  # 15 = 3 x 5 tries in all
+    assert request_row(db, request.id)[:2] == ("failed", "internal_error")
+
+
+def test_tries_in_quick_succession_count_once(db, setting_env):
+    setting_env("BOOKING_DECIDE_ATTEMPT_SPACING", "60")
     provider = make_provider()
     key = keys.create_key("k", "client").api_key
     request = requests.submit_create(key, provider.id, "c", in_two_days(), None, None)
 
-    for error in [ValueError("a"), KeyError("b"), ValueError("c"), KeyError("d")]:
-        assert decide._attempt_failed(provider.id, error) is False
+    for _ in range(10):  # a burst of messages for the provider, each trying again at once
+        assert decide._attempt_failed(provider.id, ValueError("boom")) is False
 
     assert request_row(db, request.id)[:3] == ("queued", None, 1)
+
+
+def test_connection_trouble_and_lock_timeouts_never_count(db):
+    import psycopg
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    transient = [psycopg.errors.SerializationFailure(), psycopg.errors.LockNotAvailable(),
+                 psycopg.errors.AdminShutdown(), psycopg.OperationalError("server closed the connection"),
+                 PoolTimeout("QueuePool limit reached"), psycopg.errors.IdleInTransactionSessionTimeout()]
+    lasting = [psycopg.errors.ProgramLimitExceeded(), psycopg.errors.RaiseException(), ValueError()]
+
+    assert [decide.is_transient(e) for e in transient] == [True] * len(transient)
+    assert [decide.is_transient(e) for e in lasting] == [False] * len(lasting)

@@ -14,8 +14,8 @@ from tests.conftest import Api, start_workers
 
 ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
-# The promise. Both clocks compared below are this host's wall clock (the server's
-# `decided_at` and the client's receipt), so no skew needs allowing for.
+# The promise. `decided_at` is PostgreSQL's clock and the receipt this process's;
+# in tests both run on this one host, so no skew needs allowing for.
 WAKE_UP_BOUND_S = 2
 LONG_WAIT_S = 30  # the longest wait allowed: a missed wake-up answers ~25 s too late
 

@@ -79,7 +79,7 @@ def test_a_message_waiting_past_the_bound_is_presumed_lost_and_sent_again(db, ad
     client_api.submit(provider_id, START)
     accepted_a_minute_ago(db)
     lose_queued_messages()
-    bound_s = 1.0
+    bound_s = 5.0  # long enough that the first pass surely comes before it
 
     protected = redrive_providers(STALE_AFTER, bound_s)
     resent = first_nonzero(lambda: redrive_providers(STALE_AFTER, bound_s))
@@ -96,11 +96,12 @@ def test_a_provider_whose_worker_died_is_redriven_as_soon_as_its_lease_runs_out(
     client_api.submit(provider_id, START)
     accepted_a_minute_ago(db)
     lose_queued_messages()  # a worker fetched the message...
-    doomed_lease = Lease(notify.redis_client(), provider_lease_key(provider_id), ttl_ms=500)
+    doomed_lease = Lease(notify.redis_client(), provider_lease_key(provider_id), ttl_ms=60_000)
     assert doomed_lease.acquire()  # ...holds the provider's lease...
-    worker_starts_on(provider_id)  # ...has started on the message, and dies: its lease runs out
+    worker_starts_on(provider_id)  # ...has started on the message, and dies:
 
     while_leased = redrive_providers(STALE_AFTER, RESEND_AFTER_S)
+    notify.redis_client().delete(doomed_lease.key)  # its lease runs out
     resent = first_nonzero(lambda: redrive_providers(STALE_AFTER, RESEND_AFTER_S))
 
     assert while_leased == 0
