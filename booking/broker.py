@@ -12,6 +12,7 @@ import redis
 from dramatiq.brokers.redis import DEFAULT_MAINTENANCE_CHANCE, RedisBroker
 
 from booking import redis_clients
+from booking.supervision import DieWithParent
 
 
 class WorkerProcessRedis(dramatiq.Middleware):
@@ -39,6 +40,8 @@ def make_broker() -> RedisBroker:
     broker = RedisBroker(client=redis_clients.make_client(redis_clients.REQUEST),
                          heartbeat_timeout=30_000, maintenance_chance=0)
     broker.add_middleware(WorkerProcessRedis())
+    # Here, not with the actors: dramatiq signals process_boot before importing them.
+    broker.add_middleware(DieWithParent())
     return broker
 
 
