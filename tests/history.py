@@ -4,7 +4,9 @@ It knows nothing of the workers' code: it reads what PostgreSQL recorded (every
 request in acceptance order with its outcome, every booking) and replays the
 requests one by one through a sequential model of the rules, first come, first
 served. Any request whose recorded outcome differs from the model's, any request
-left undecided, and any difference between the final bookings are reported.
+left undecided, and any difference between the final bookings are reported; and,
+given what a webhook receiver got, any decided request whose callback did not get
+exactly the event the model predicts (at least once, one `webhook-id` for repeats).
 
 The model covers calendars where every requested start is on the slot grid, inside
 working hours, clear of time off and within notice and advance limits (the histories
@@ -12,7 +14,10 @@ the concurrency tests make), so the only reasons are about the slots themselves.
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,6 +34,7 @@ class Recorded:
     if_match_versions: list[int] | None
     status: str
     reason_code: str | None
+    callback_url: str | None = None
 
 
 @dataclass
@@ -75,7 +81,7 @@ class Model:
 
 def recorded_history(conn, provider_id) -> list[Recorded]:
     rows = conn.execute(text(
-        "SELECT id, seq, kind, start, booking_id, if_match_versions, status, reason_code "
+        "SELECT id, seq, kind, start, booking_id, if_match_versions, status, reason_code, callback_url "
         "FROM booking_requests WHERE provider_id = :p ORDER BY seq"), {"p": provider_id})
     return [Recorded(*row) for row in rows]
 
@@ -107,3 +113,26 @@ def _booking_differences(model: Model, stored: dict) -> list[str]:
     return [f"booking {booking_id}: stored {stored.get(booking_id)}, model {expected.get(booking_id)}"
             for booking_id in sorted(set(expected) | set(stored), key=str)
             if stored.get(booking_id) != expected.get(booking_id)]
+
+
+def check_webhooks(conn, provider_id, received: Iterable[dict]) -> list[str]:
+    """Every decided request with a callback URL got the one event its outcome calls
+    for (`booking_request.<status>`), at least once and always under one `webhook-id`;
+    no request got any other. `received`: what the receiver recorded, each
+    {"headers": {...}, "body": "..."}."""
+    got: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for delivery in received:
+        headers = {name.lower(): value for name, value in delivery["headers"].items()}
+        event = json.loads(delivery["body"])
+        if event["type"].startswith("booking_request."):
+            got[event["data"]["id"]][event["type"]].add(headers["webhook-id"])
+    problems = []
+    for request in recorded_history(conn, provider_id):
+        events = got.pop(str(request.id), {})
+        decided_with_callback = request.callback_url and request.status != "queued"
+        expected = {f"booking_request.{request.status}"} if decided_with_callback else set()
+        if set(events) != expected:
+            problems.append(f"seq {request.seq}: webhook events {sorted(events)}, model {sorted(expected)}")
+        problems += [f"seq {request.seq}: {event} came under {len(ids)} webhook-ids"
+                     for event, ids in events.items() if len(ids) != 1]
+    return problems + [f"events for request {rid} of no recorded request" for rid in got]

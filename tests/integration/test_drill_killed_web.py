@@ -13,8 +13,9 @@ import psutil
 from sqlalchemy import text
 
 from booking.stack import free_port, wait_for_port
-from tests.conftest import Api, ProcessGroup, service_env
-from tests.history import check_history
+from tests.conftest import Api, ProcessGroup, service_env, start_workers
+from tests.history import check_history, check_webhooks
+from tests.integration.test_webhooks import Receiver
 
 ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
@@ -38,7 +39,8 @@ def submit_until_answered(http: httpx.Client, body: dict, key: str, broken: list
 
 
 def test_a_killed_web_process_loses_and_duplicates_nothing(stack, db, admin_key, client_key, workers):
-    port = free_port()
+    port, receiver = free_port(), Receiver()
+    senders = start_workers(processes=1, queue="webhooks")
     web = ProcessGroup([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api:create_app()"],
                        service_env(PORT=str(port), BIND_HOST="127.0.0.1", WEB_CONCURRENCY="2"))
     wait_for_port(port, timeout=60)
@@ -56,7 +58,7 @@ def test_a_killed_web_process_loses_and_duplicates_nothing(stack, db, admin_key,
                 for n in range(SUBMITS_EACH):
                     key = f"drill-{index}-{n}-{uuid.uuid4().hex[:6]}"
                     body = {"provider_id": provider["id"], "customer_id": f"c{index}",
-                            "start": rng.choice(starts)}
+                            "start": rng.choice(starts), "callback_url": receiver.url}
                     answers[key] = submit_until_answered(http, body, key, broken)
                     if n == SUBMITS_EACH // 3:
                         halfway.set()
@@ -71,8 +73,11 @@ def test_a_killed_web_process_loses_and_duplicates_nothing(stack, db, admin_key,
             thread.join(timeout=120)
         reader = Api(base_url, client_key)
         decided = [reader.decided(request["id"], timeout=60) for request in answers.values()]
+        received = receiver.wait_for(len(answers))
     finally:
         web.stop()
+        senders.stop()
+        receiver.server.shutdown()
 
     assert len(answers) == CLIENTS * SUBMITS_EACH
     assert all(request["status"] != "queued" for request in decided)
@@ -84,6 +89,7 @@ def test_a_killed_web_process_loses_and_duplicates_nothing(stack, db, admin_key,
             "SELECT idempotency_key, id FROM booking_requests WHERE provider_id = :p"),
             {"p": provider["id"]})}
         differences = check_history(conn, provider["id"], SLOT)
+        differences += check_webhooks(conn, provider["id"], received)
     assert set(per_key) == set(answers) and set(per_key.values()) == {1}  # nothing lost, nothing twice
     assert all(ids[key] == request["id"] for key, request in answers.items())  # retries got the same one
     assert differences == [], "\n".join(differences)
