@@ -24,7 +24,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -277,8 +276,17 @@ CANCEL_BOOKING = update(bookings).where(
 MOVE_BOOKING = update(bookings).where(
     bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version")).values(
     period=bindparam("b_period"), version=bookings.c.version + 1, updated_at=func.now())
-INSERT_BOOKING = insert(bookings).values({name: bindparam(name) for name in (
-    "id", "provider_id", "api_key_id", "customer_id", "period", "status", "version")})
+# All of a batch's new bookings in one plain statement. Not executemany: psycopg runs
+# that as a pipeline ending in a Flush, and a Flush received while the session is idle
+# in its transaction switches PostgreSQL's idle_in_transaction_session_timeout off
+# (seen on 18.6): a worker paused right after it would hold the provider for good.
+INSERT_BOOKINGS = text("""
+INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version)
+SELECT b.id, :provider_id, b.api_key_id, b.customer_id, tstzrange(b.starts, b.ends, '[)'), 'confirmed', 1
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:key_ids AS uuid[]), CAST(:customer_ids AS text[]),
+              CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]))
+       AS b(id, api_key_id, customer_id, starts, ends)
+""")
 # Every outcome of the batch in one statement, so its row count says whether each
 # request was still queued.
 DECIDE_REQUESTS = text("""
@@ -301,13 +309,7 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
     for decision in decisions:
         kind, interval = decision.change or (None, None)
         if kind == "create":
-            row = row_by_id[decision.request_id]
-            new_bookings.append({
-                "id": decision.booking_id, "provider_id": provider_id,
-                "api_key_id": row.api_key_id, "customer_id": row.customer_id,
-                "period": Range(interval.start, interval.end, "[)"),
-                "status": "confirmed", "version": 1,
-            })
+            new_bookings.append((decision.booking_id, row_by_id[decision.request_id], interval))
         elif kind == "move":
             changes.append((MOVE_BOOKING, {"b_id": decision.booking_id, "b_version": decision.changed_version,
                                            "b_period": Range(interval.start, interval.end, "[)")}))
@@ -320,9 +322,19 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
     for statement, parameters in changes:
         if _run(conn, statement, parameters).rowcount != 1:
             raise LostRequests(f"booking {parameters['b_id']} moved under provider {provider_id}")
-    _execute_many(conn, INSERT_BOOKING, new_bookings)
+    if new_bookings:
+        _run(conn, INSERT_BOOKINGS, _booking_arrays(provider_id, new_bookings))
     if _run(conn, DECIDE_REQUESTS, _outcome_arrays(decisions, now)).rowcount != len(decisions):
         raise LostRequests(f"requests of provider {provider_id} were decided by someone else")
+
+
+def _booking_arrays(provider_id: uuid.UUID, new_bookings: list) -> dict:
+    return {"provider_id": provider_id,
+            "ids": [booking_id for booking_id, _row, _interval in new_bookings],
+            "key_ids": [row.api_key_id for _id, row, _interval in new_bookings],
+            "customer_ids": [row.customer_id for _id, row, _interval in new_bookings],
+            "starts": [interval.start for _id, _row, interval in new_bookings],
+            "ends": [interval.end for _id, _row, interval in new_bookings]}
 
 
 def _outcome_arrays(decisions: list[Decision], now: datetime) -> dict:
@@ -337,15 +349,6 @@ def _outcome_arrays(decisions: list[Decision], now: datetime) -> dict:
 def _run(conn: Connection, statement, parameters: dict) -> psycopg.Cursor:
     driver = conn.connection.driver_connection
     return driver.cursor(row_factory=namedtuple_row).execute(*driver_query(statement, parameters))
-
-
-def _execute_many(conn: Connection, statement, parameters: list[dict]) -> None:
-    cursor = conn.connection.driver_connection.cursor()
-    if len(parameters) == 1:  # executemany's pipeline costs more than it saves for one row
-        cursor.execute(*driver_query(statement, parameters[0]))
-    elif parameters:
-        sql = driver_query(statement, {})[0]
-        cursor.executemany(sql, [driver_query(statement, row)[1] for row in parameters])
 
 
 # --- a request that cannot be decided ----------------------------------------------
