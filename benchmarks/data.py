@@ -15,6 +15,7 @@ from booking.services.keys import create_key
 ALL_WEEK = json.dumps({day: [{"start": "00:00", "end": "24:00"}] for day in (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")})
 FIRST_SLOT, LAST_SLOT = 96, 17000  # half-hours ahead: from two days to almost a year
+SPIKE_REQUESTS, SPIKE_SLOTS = 5000, 500  # a calendar opens: ten requests for each free slot
 SLOT = timedelta(minutes=30)
 
 
@@ -84,6 +85,10 @@ def requests_for(scenario: str, provider_ids: list[str], seed: int = 7):
         return lambda i: (provider_ids[0], at(FIRST_SLOT + i))
     if scenario == "contended":
         return lambda i: (provider_ids[0], at(FIRST_SLOT + i // 10))
+    if scenario == "spike":  # every slot wanted SPIKE_REQUESTS / SPIKE_SLOTS times, in shuffled order
+        wanted = [n % SPIKE_SLOTS for n in range(SPIKE_REQUESTS)]
+        random.Random(seed).shuffle(wanted)
+        return lambda i: (provider_ids[0], at(FIRST_SLOT + wanted[i % SPIKE_REQUESTS]))
 
     def uniform(i: int):
         rng = random.Random(seed * 1_000_003 + i)

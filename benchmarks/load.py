@@ -91,12 +91,13 @@ class Run:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def closed_loop(base_url: str, job: Job, clients: int, total: int, headers=None) -> Run:
+def closed_loop(base_url: str, job: Job, clients: int, total: int, headers=None,
+                timeout: float = 60) -> Run:
     counter, lock = itertools.count(), threading.Lock()
     run = Run(started=time.monotonic())
 
     def client_loop():
-        client = Client(base_url, headers)
+        client = Client(base_url, headers, timeout)
         while (index := next(counter)) < total:
             began = time.monotonic()
             accepted_at, decided_at, outcome = job(client, index)
@@ -113,6 +114,25 @@ def closed_loop(base_url: str, job: Job, clients: int, total: int, headers=None)
         thread.join()
     run.finished = time.monotonic()
     return run
+
+
+def guarded(job: Job) -> Job:
+    """The job, with a timeout or a broken connection recorded as its outcome
+    ("timeout", "error <type>") instead of ending the client's thread; the
+    connection is dropped so that the next request opens a fresh one."""
+
+    def guarded_job(client: Client, index: int):
+        try:
+            return job(client, index)
+        except TimeoutError:
+            outcome = "timeout"
+        except (OSError, http.client.HTTPException) as error:
+            outcome = f"error {type(error).__name__}"
+        client.connection.close()
+        now = time.monotonic()
+        return now, now, outcome
+
+    return guarded_job
 
 
 def open_loop(base_url: str, job: Job, rate: float, seconds: float, headers=None) -> Run:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+SPIKE_COLUMNS = {  # the burst has figures of its own (benchmarks/spike.py)
+    "pipeline": ("accept_p50_ms", "accept_p99_ms", "drain_s", "decided_per_s", "mean_batch",
+                 "fcfs_violations", "errors", "double_bookings"),
+    "sync-locked": ("p50_ms", "p99_ms", "decided_per_s", "errors", "double_bookings"),
+}
 COLUMNS = ("accepted_per_s", "decided_per_s", "p50_ms", "p95_ms", "p99_ms", "double_bookings", "rss_mb",
            "cpu_ms")  # cpu_ms: CPU per decided booking, all processes (cpu_ms_per_decision in the JSON)
 
@@ -37,22 +42,46 @@ def goals(report: dict) -> list[tuple[str, object, str]]:
          ratio(report, "uniform", "pipeline-prefer", "uniform", pipeline), "(Prefer: wait)"),
         ("pipeline-prefer hot / sync-locked hot",
          ratio(report, "hot", "pipeline-prefer", "hot", "sync-locked"), ">= 1.5"),
+        ("pipeline spike / sync-locked spike",
+         ratio(report, "spike", pipeline, "spike", "sync-locked"), "(burst: decided/s)"),
+        ("sync-locked spike p99 / accept p99", _spike_p99_ratio(scenarios.get("spike", {})), "(burst)"),
+        ("pipeline spike FCFS violations",
+         scenarios.get("spike", {}).get(pipeline, {}).get("fcfs_violations"), "== 0"),
         ("pipeline double bookings (all)", sum(d or 0 for d in doubles), "== 0"),
     ]
+
+
+def _spike_p99_ratio(spike: dict) -> float | None:
+    try:
+        return round(spike["sync-locked"]["p99_ms"] / spike["pipeline"]["accept_p99_ms"], 2)
+    except (KeyError, ZeroDivisionError, TypeError):
+        return None
 
 
 def print_table(report: dict) -> None:
     print()
     print(f"{'scenario':<12} {'system':<12} " + " ".join(f"{c:>15}" for c in COLUMNS))
     for scenario, systems in report["scenarios"].items():
+        if scenario == "spike":
+            continue
         for system, figures in systems.items():
             cpu = (figures.get("cpu_ms_per_decision") or {}).get("total")
             cells = " ".join(f"{_cell(cpu if c == 'cpu_ms' else figures.get(c)):>15}" for c in COLUMNS)
             print(f"{scenario:<12} {system:<12} {cells}")
+    _print_spike(report["scenarios"].get("spike", {}))
     print("\nGoals (ratios within this run):")
     for name, value, target in goals(report):
         print(f"  {name:<38} {_cell(value):>10}   target {target}")
     print()
+
+
+def _print_spike(spike: dict) -> None:
+    if not spike:
+        return
+    print("\nspike (burst; accept_* and drain_s for the pipeline, which answers 202 and decides later):")
+    for system, columns in SPIKE_COLUMNS.items():
+        if system in spike:
+            print(f"  {system:<12} " + "  ".join(f"{c} {_cell(spike[system].get(c))}" for c in columns))
 
 
 def _cell(value) -> str:
@@ -76,10 +105,11 @@ def write_chart(report: dict, path: Path) -> None:
     throughput.set_ylabel("decided per second")
     throughput.set_title("Throughput by system and scenario")
     throughput.legend()
+    closed = [s for s in scenarios if s != "spike"]  # the burst's pipeline has accept latency only
     for offset, pct in enumerate(("p50_ms", "p95_ms", "p99_ms")):
-        values = [report["scenarios"][s].get("pipeline", {}).get(pct) or 0 for s in scenarios]
-        latency.bar([i + offset * 0.25 for i in range(len(scenarios))], values, 0.25, label=pct)
-    latency.set_xticks([i + 0.25 for i in range(len(scenarios))], scenarios, rotation=20)
+        values = [report["scenarios"][s].get("pipeline", {}).get(pct) or 0 for s in closed]
+        latency.bar([i + offset * 0.25 for i in range(len(closed))], values, 0.25, label=pct)
+    latency.set_xticks([i + 0.25 for i in range(len(closed))], closed, rotation=20)
     latency.set_ylabel("submit -> decided (ms)")
     latency.set_title("Pipeline latency percentiles (closed loop)")
     latency.legend()

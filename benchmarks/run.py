@@ -3,8 +3,9 @@ back; a table on stdout, bench-results/latest.json and bench-results/latest.png.
 
 Systems: ceiling (pgbench, the pipeline's SQL per booking), sync-naive, sync-locked
 (benchmarks/sync_app.py), pipeline (this service: POST -> 202 -> long-poll).
-Scenarios: uniform, hot, contended, scale (uniform over 1M preloaded bookings), and
-uniform with 1 and 2 worker processes."""
+Scenarios: uniform, hot, contended, scale (uniform over 1M preloaded bookings),
+uniform with 1 and 2 worker processes, and spike (a burst of 5,000 creates for one
+provider's 500 slots from 200 connections: benchmarks/spike.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import data
+from benchmarks import data, spike
 from benchmarks.ceiling import run_ceiling
-from benchmarks.load import Run, closed_loop, open_loop
+from benchmarks.load import Run, closed_loop, guarded, open_loop
 from benchmarks.report import print_table, write_chart
-from benchmarks.systems import CpuMeter, PeakRss, pipeline_job, start_web, start_workers, sync_job
+from benchmarks.systems import (
+    CpuMeter,
+    PeakRss,
+    accept_job,
+    pipeline_job,
+    start_web,
+    start_workers,
+    sync_job,
+)
 
 CLIENTS = 16
 
@@ -51,7 +60,8 @@ class Bench:
             f"CPU ms/decision {result.get('cpu_ms_per_decision')}")
 
     def setup(self, scenario: str, preload: int = 0):
-        key, key_id, providers = data.reset(self.engine, 1 if scenario in ("hot", "contended") else 1000)
+        one_provider = scenario in ("hot", "contended", "spike")
+        key, key_id, providers = data.reset(self.engine, 1 if one_provider else 1000)
         if preload:
             say(f"preloading {preload:,} bookings ...")
             data.preload_bookings(self.engine, key_id, preload // len(providers))
@@ -103,6 +113,48 @@ class Bench:
             workers.stop()
         self.record(scenario, system, result)
 
+    def spike_pipeline(self, key: str, provider_id: str) -> None:
+        """The burst, submitted only; then wait for the queue to drain and check the history."""
+        data.clear_run(self.engine)
+        web, url = start_web("api:create_app()", self.env, self.log_dir)
+        workers = start_workers(self.env, self.log_dir, 2)
+        try:
+            with CpuMeter() as cpu:
+                burst = self._burst(url, accept_job(data.requests_for("spike", [provider_id])),
+                                    {"Authorization": f"Bearer {key}"})
+                drained = spike.wait_for_drain(self.engine, provider_id)
+        finally:
+            web.stop()
+            workers.stop()
+        result, extra = spike.pipeline_figures(self.engine, provider_id, burst,
+                                               data.double_bookings(self.engine, "bookings"))
+        self.results.setdefault("spike", {})["pipeline"] = result
+        say(f"  spike        pipeline        {result}")
+        say(f"               drained: {drained}  {extra}  "
+            f"CPU ms/request {cpu.per_decision_ms(spike_total(burst))}")
+
+    def spike_sync(self, provider_id: str) -> None:
+        data.clear_run(self.engine)
+        env = {**self.env, "BENCH_SYNC_MODE": "locked", "BENCH_SYNC_DSN": self.env["DATABASE_URL"]}
+        web, url = start_web("benchmarks.sync_app:create_app()", env, self.log_dir, "sync-locked-spike")
+        try:
+            with CpuMeter() as cpu:
+                burst = self._burst(url, sync_job(data.requests_for("spike", [provider_id])))
+        finally:
+            web.stop()
+        result, extra = spike.sync_figures(burst, data.double_bookings(self.engine, "bench_sync_bookings"))
+        self.results.setdefault("spike", {})["sync-locked"] = result
+        say(f"  spike        sync-locked     {result}")
+        say(f"               {extra}  CPU ms/request {cpu.per_decision_ms(spike_total(burst))}")
+
+    def _burst(self, url: str, job, headers=None) -> Run:
+        return closed_loop(url, guarded(job), spike.SPIKE_CONNECTIONS, data.SPIKE_REQUESTS, headers,
+                           timeout=spike.SPIKE_TIMEOUT_S)
+
+
+def spike_total(run: Run) -> int:
+    return sum(run.outcomes.values())
+
 
 def run_all(bench: Bench, args) -> None:
     n = args.requests
@@ -130,6 +182,12 @@ def run_all(bench: Bench, args) -> None:
         key, key_id, providers = bench.setup("uniform")
         for processes in (1, 2):
             bench.pipeline(f"uniform-{processes}w", key, providers, n, processes=processes)
+    if not wanted or "spike" in wanted:
+        say(f"scenario spike: {data.SPIKE_REQUESTS:,} creates for {data.SPIKE_SLOTS} slots of one provider, "
+            f"{spike.SPIKE_CONNECTIONS} connections")
+        key, _, providers = bench.setup("spike")
+        bench.spike_pipeline(key, providers[0])
+        bench.spike_sync(providers[0])
 
 
 def main(argv=None) -> int:
@@ -139,7 +197,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ceiling-seconds", type=int, default=8)
     parser.add_argument("--half-load-seconds", type=float, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
-    parser.add_argument("--only", nargs="*", choices=("uniform", "hot", "contended", "scale", "workers"),
+    parser.add_argument("--only", nargs="*",
+                        choices=("uniform", "hot", "contended", "scale", "workers", "spike"),
                         help="run only these scenarios (while iterating; the goals need them all)")
     args = parser.parse_args(argv)
     began = time.monotonic()
@@ -148,6 +207,8 @@ def main(argv=None) -> int:
         run_all(bench, args)
     report = {"scenarios": bench.results, "machine": machine(),
               "settings": {"clients": CLIENTS, "requests_per_run": args.requests,
+                           "spike": {"requests": data.SPIKE_REQUESTS, "slots": data.SPIKE_SLOTS,
+                                     "connections": spike.SPIKE_CONNECTIONS},
                            "preloaded_bookings": args.preload, "seconds": round(time.monotonic() - began)}}
     args.out.mkdir(exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(report, indent=2))

@@ -174,3 +174,17 @@ def pipeline_job(request_for, prefer_wait: bool = False):
         return accepted_at, time.monotonic(), outcome
 
     return job
+
+
+def accept_job(request_for):
+    """POST /v1/bookings and nothing more: decided when accepted (202), for a burst
+    whose decisions are read from PostgreSQL afterwards."""
+
+    def job(client: Client, index: int):
+        provider_id, start = request_for(index)
+        accepted = client.post("/v1/bookings", json={
+            "provider_id": provider_id, "customer_id": "bench", "start": start})
+        now = time.monotonic()
+        return now, now, "accepted" if accepted.status_code == 202 else f"http {accepted.status_code}"
+
+    return job
