@@ -17,7 +17,7 @@ from limits import RateLimitItem, parse
 
 from api.problems import problem
 from booking import redis_clients
-from booking.services.keys import KEYS_EPOCH
+from booking.services.keys import EPOCH_LUA, KEYS_EPOCH
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,14 @@ class Budget:
 
 # KEYS[1] the window's counter, KEYS[2] the API keys' epoch (see booking.services.keys),
 # ARGV[1] the window in ms -> {hits so far, ms left, epoch}
-SPEND = """
+SPEND = EPOCH_LUA + """
 local hits = redis.call('INCR', KEYS[1])
 local left = redis.call('PTTL', KEYS[1])
 if left < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   left = tonumber(ARGV[1])
 end
-return {hits, left, tonumber(redis.call('GET', KEYS[2]) or '0')}
+return {hits, left, current_epoch(KEYS[2])}
 """
 
 

@@ -75,6 +75,25 @@ def ensure_key(key: str, name: str = "bootstrap admin", role: str = "admin") -> 
 # and it reads the epoch in the round trip that spends the rate limit: a revocation
 # takes effect at once on every process, and authenticating costs no query.
 KEYS_EPOCH = "booking:keys:epoch"
+# Lua: the epoch (KEYS_EPOCH passed as `epoch_key`), first set from Redis's clock in
+# microseconds if missing. A Redis that comes back empty thus never repeats an epoch
+# that keys were cached under before it, so a revocation announced to the old one is
+# never undone by the new one.
+EPOCH_LUA = """
+local function current_epoch(epoch_key)
+  local epoch = redis.call('GET', epoch_key)
+  if not epoch then
+    local now = redis.call('TIME')
+    redis.call('SET', epoch_key, now[1] .. string.format('%06d', now[2]), 'NX')
+    epoch = redis.call('GET', epoch_key)
+  end
+  return tonumber(epoch)
+end
+"""
+_BUMP_EPOCH = EPOCH_LUA + """
+current_epoch(KEYS[1])
+return redis.call('INCR', KEYS[1])
+"""
 
 
 class KeyCache:
@@ -132,7 +151,8 @@ def bump_keys_epoch() -> None:
     if not get_settings().redis_url:
         return  # `booking migrate` on its own; caches expire by their TTL
     try:
-        notify.redis_client().incr(KEYS_EPOCH)
+        client = notify.redis_client()
+        client.register_script(_BUMP_EPOCH)(keys=[KEYS_EPOCH])
     except redis.RedisError as error:
         log.error("could not announce a key change; caches expire within their TTL: %s", error)
 
