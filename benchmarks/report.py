@@ -47,6 +47,10 @@ def goals(report: dict) -> list[tuple[str, object, str]]:
         ("sync-locked spike p99 / accept p99", _spike_p99_ratio(scenarios.get("spike", {})), "(burst)"),
         ("pipeline spike FCFS violations",
          scenarios.get("spike", {}).get(pipeline, {}).get("fcfs_violations"), "== 0"),
+        ("pipeline waiters healthz p99 (ms)",
+         scenarios.get("waiters", {}).get(pipeline, {}).get("healthz_p99_ms"), "< 100"),
+        ("pipeline waiters submit p99 (ms)",
+         scenarios.get("waiters", {}).get(pipeline, {}).get("submit_p99_ms"), "< 100"),
         ("pipeline double bookings (all)", sum(d or 0 for d in doubles), "== 0"),
     ]
 
@@ -62,13 +66,17 @@ def print_table(report: dict) -> None:
     print()
     print(f"{'scenario':<12} {'system':<12} " + " ".join(f"{c:>15}" for c in COLUMNS))
     for scenario, systems in report["scenarios"].items():
-        if scenario == "spike":
+        if scenario in ("spike", "waiters"):
             continue
         for system, figures in systems.items():
             cpu = (figures.get("cpu_ms_per_decision") or {}).get("total")
             cells = " ".join(f"{_cell(cpu if c == 'cpu_ms' else figures.get(c)):>15}" for c in COLUMNS)
             print(f"{scenario:<12} {system:<12} {cells}")
     _print_spike(report["scenarios"].get("spike", {}))
+    waiters = report["scenarios"].get("waiters", {}).get("pipeline")
+    if waiters:
+        print("\nwaiters (concurrent long-polls; p99 of /healthz and submits while they wait, and of "
+              "decision -> answer):\n  " + "  ".join(f"{k} {_cell(v)}" for k, v in waiters.items()))
     print("\nGoals (ratios within this run):")
     for name, value, target in goals(report):
         print(f"  {name:<38} {_cell(value):>10}   target {target}")
@@ -94,7 +102,7 @@ def write_chart(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scenarios = list(report["scenarios"])
+    scenarios = [s for s in report["scenarios"] if s != "waiters"]  # no throughput figures
     systems = ["ceiling", "sync-naive", "sync-locked", "pipeline", "pipeline-prefer"]
     fig, (throughput, latency, cpu) = plt.subplots(1, 3, figsize=(20, 5))
     width = 0.16

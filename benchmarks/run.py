@@ -31,6 +31,7 @@ from benchmarks.systems import (
     start_workers,
     sync_job,
 )
+from benchmarks.waiters import measure_waiters
 
 CLIENTS = 16
 
@@ -152,6 +153,24 @@ class Bench:
                            timeout=spike.SPIKE_TIMEOUT_S)
 
 
+    def waiters_pipeline(self, key: str, providers: list[str]) -> None:
+        """1,000 clients long-polling queued requests at once (benchmarks/waiters.py); the
+        workers start only once everyone waits and /healthz and submits have been timed."""
+        data.clear_run(self.engine)
+        web, url = start_web("api:create_app()", self.env, self.log_dir)
+        started = []
+        try:
+            result = measure_waiters(url, [key], data.requests_for("uniform", providers, seed=13),
+                                     lambda: started.append(start_workers(self.env, self.log_dir, 2)),
+                                     database_url=self.env["DATABASE_URL"], say=say)
+        finally:
+            web.stop()
+            for workers in started:
+                workers.stop()
+        self.results.setdefault("waiters", {})["pipeline"] = result
+        say(f"  waiters      pipeline        {result}")
+
+
 def spike_total(run: Run) -> int:
     return sum(run.outcomes.values())
 
@@ -188,6 +207,10 @@ def run_all(bench: Bench, args) -> None:
         key, _, providers = bench.setup("spike")
         bench.spike_pipeline(key, providers[0])
         bench.spike_sync(providers[0])
+    if not wanted or "waiters" in wanted:
+        say("scenario waiters: 1,000 concurrent long-polls (?wait=30) on queued requests")
+        key, _, providers = bench.setup("waiters")  # 1,000 providers: short decision transactions
+        bench.waiters_pipeline(key, providers)
 
 
 def main(argv=None) -> int:
@@ -198,7 +221,7 @@ def main(argv=None) -> int:
     parser.add_argument("--half-load-seconds", type=float, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--only", nargs="*",
-                        choices=("uniform", "hot", "contended", "scale", "workers", "spike"),
+                        choices=("uniform", "hot", "contended", "scale", "workers", "spike", "waiters"),
                         help="run only these scenarios (while iterating; the goals need them all)")
     args = parser.parse_args(argv)
     began = time.monotonic()

@@ -98,10 +98,12 @@ def publish_decisions(request_ids: Iterable[uuid.UUID]) -> None:
 
 
 class Listener:
-    """One Redis subscription per process, shared by every waiting thread: a long-poll
-    costs an Event, not a connection and two round trips. While it is not subscribed
-    (Redis down, reconnecting) `connected` is False and waiters re-read Postgres every
-    second instead."""
+    """One Redis subscription per process, shared by every waiting request (a greenlet
+    under gunicorn's gevent worker, which patches threading, so the listener's thread and
+    the events are cooperative too; a thread under gthread): a long-poll costs an Event,
+    not a connection and two round trips. While it is not subscribed (Redis down,
+    reconnecting) `connected` is False and waiters re-read Postgres instead, every second,
+    or less often when many wait (see unconnected_poll_s)."""
 
     RECONNECT_DELAY_S = 0.5
 
@@ -122,6 +124,14 @@ class Listener:
                 events.discard(event)
                 if not events:
                     del self._waiters[request_id]
+
+    def unconnected_poll_s(self) -> float:
+        """While unsubscribed, a waiter's pause between re-reads: a second, stretched so
+        that this process's waiters re-read at most UNCONNECTED_READS_PER_S times a second
+        in all (a thousand waiters re-reading every second would load PostgreSQL like a
+        thousand busy clients, for decisions that mostly cannot happen: a decision needs
+        Redis too)."""
+        return max(UNCONNECTED_POLL_S, len(self._waiters) / UNCONNECTED_READS_PER_S)
 
     def _run(self) -> None:
         while True:
@@ -179,19 +189,20 @@ def listener() -> Listener:
 
 
 UNCONNECTED_POLL_S = 1.0
+UNCONNECTED_READS_PER_S = 100
 
 
 @contextlib.contextmanager
 def decision_waiter(request_id: uuid.UUID | str) -> Iterator[Callable[[float], None]]:
     """Register interest in a request's decision; yields wait(timeout), which returns
     True when the decision is announced (or may have been missed), False when `timeout`
-    passes or, while the listener is disconnected, after at most a second: the caller
-    re-reads Postgres either way."""
+    passes or, while the listener is disconnected, after its unconnected_poll_s: the
+    caller re-reads Postgres either way."""
     events, key, event = listener(), str(request_id), threading.Event()
     events.add_waiter(key, event)
 
     def wait(timeout: float) -> bool:
-        step = timeout if events.connected.is_set() else min(timeout, UNCONNECTED_POLL_S)
+        step = timeout if events.connected.is_set() else min(timeout, events.unconnected_poll_s())
         woken = event.wait(step)
         event.clear()
         return woken

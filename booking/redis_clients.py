@@ -46,15 +46,20 @@ REQUEST = Policy(connect_s=0.5, read_s=0.5)
 WORKER = Policy(connect_s=2, read_s=5)
 CONSUMER = Policy(connect_s=2, read_s=30)
 SUBSCRIBER = Policy(connect_s=2, read_s=5, health_check_s=10, keepalive=True)
+MAX_CONNECTIONS = 50  # per client and process
 
 
 def make_client(policy: Policy, url: str | None = None) -> redis.Redis:
-    """A client (with its own pool) that waits on Redis as `policy` says."""
-    return redis.Redis.from_url(
-        url or require_redis_url(), socket_connect_timeout=policy.connect_s,
-        socket_timeout=policy.read_s, socket_keepalive=policy.keepalive,
-        health_check_interval=policy.health_check_s,
+    """A client (with its own bounded pool) that waits on Redis as `policy` says. Bounded:
+    under gevent a web process serves a thousand requests at once, and an unbounded pool
+    would open a connection for each; a request past the bound waits for one as long
+    as it would wait on Redis itself."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url or require_redis_url(), max_connections=MAX_CONNECTIONS, timeout=policy.connect_s + policy.read_s,
+        socket_connect_timeout=policy.connect_s, socket_timeout=policy.read_s,
+        socket_keepalive=policy.keepalive, health_check_interval=policy.health_check_s,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
+    return redis.Redis(connection_pool=pool)
 
 
 _lock = threading.Lock()
