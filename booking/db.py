@@ -44,7 +44,8 @@ def get_engine() -> Engine:
                     pool_recycle=300,
                     pool_timeout=10,
                     # A server that drops packets answers 503 in seconds, not a hang.
-                    connect_args={"options": session_options(), "connect_timeout": 3},
+                    connect_args={"options": session_options(), "connect_timeout": 3,
+                                  **keepalives()},
                     # Errors and logs never print statement parameters: a callback URL's
                     # query string or a customer id is no business of a log file.
                     hide_parameters=True,
@@ -62,6 +63,16 @@ def session_options() -> str:
     for a lock at most that long too."""
     ttl_ms = get_settings().lease_ttl_ms
     return f"-c idle_in_transaction_session_timeout={ttl_ms} -c lock_timeout={ttl_ms}"
+
+
+def keepalives() -> dict[str, int]:
+    """TCP keepalives sized like the lease. A worker waiting on PostgreSQL across a
+    partition, whose server has meanwhile dropped the connection, would otherwise wait
+    for the OS default (over two hours) before noticing, with a thread, a message and a
+    pooled connection stuck."""
+    idle_s = max(1, get_settings().lease_ttl_ms // 1000)
+    return {"keepalives": 1, "keepalives_idle": idle_s,
+            "keepalives_interval": max(1, idle_s // 3), "keepalives_count": 3}
 
 
 def autocommit() -> Connection:
