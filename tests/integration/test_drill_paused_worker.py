@@ -37,7 +37,7 @@ FIND_SLEEPER_WITHIN_S = 20
 # Past the pause, the paused worker's lease is gone within the TTL, and its row lock
 # within the rest of the slow insert plus the idle-in-transaction timeout (= TTL); a
 # re-drive pass (0.5 s in tests) and one decision come on top.
-TAKEOVER_MARGIN_S = SLOW_INSERT_S + 4
+TAKEOVER_MARGIN_S = SLOW_INSERT_S + 10  # tells a takeover from a hang, even on a loaded machine
 # What the resumed worker's driver says of the session PostgreSQL ended meanwhile.
 CONNECTION_LOST = "server closed the connection unexpectedly"
 
