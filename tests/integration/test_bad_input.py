@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from booking.fence import claim_calendar
 from tests.conftest import auth
+from tests.triggers import row_trigger
 
 SCHEDULE = {"monday": [{"start": "09:00", "end": "12:00"}]}
 GOOD_PROVIDER = {"name": "Dr. Ada", "timezone": "Europe/Berlin", "weekly_schedule": SCHEDULE}
@@ -294,20 +295,11 @@ def test_a_405_names_the_allowed_methods(http, client_key):
 @pytest.fixture
 def refused_inserts(db):
     """A constraint the submit cannot foresee: inserts for customer 'refused' violate it."""
-    with db.begin() as conn:
-        conn.execute(text("""
-            CREATE OR REPLACE FUNCTION test_refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.customer_id = 'refused' THEN
-                    RAISE unique_violation USING MESSAGE = 'refused by the test';
-                END IF;
-                RETURN NEW;
-            END $$"""))
-        conn.execute(text("CREATE TRIGGER test_refuse_insert BEFORE INSERT ON booking_requests "
-                          "FOR EACH ROW EXECUTE FUNCTION test_refuse_insert()"))
-    yield
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER test_refuse_insert ON booking_requests"))
+    with row_trigger(db, "test_refuse_insert", "booking_requests", """
+            IF NEW.customer_id = 'refused' THEN
+                RAISE unique_violation USING MESSAGE = 'refused by the test';
+            END IF;"""):
+        yield
 
 
 def test_a_constraint_refusing_a_submit_without_idempotency_key_is_409_not_500(

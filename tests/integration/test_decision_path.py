@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from booking.fence import StaleCalendar, claim_calendar
 from booking.services import keys, providers, requests
 from booking.services.errors import IfMatch
+from tests.triggers import row_trigger
 from workers import decide
 
 ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
@@ -153,23 +154,12 @@ def test_two_changes_made_against_one_version_the_second_is_booking_changed(db):
 def injected_faults(db):
     """A trigger that makes booking inserts fail: always for customer 'always-fails',
     the first two times for 'fails-twice' (a sequence, so rolled-back attempts count)."""
-    with db.begin() as conn:
-        conn.execute(text("CREATE SEQUENCE IF NOT EXISTS test_passing_faults"))
-        conn.execute(text("ALTER SEQUENCE test_passing_faults RESTART"))
-        conn.execute(text("""
-            CREATE OR REPLACE FUNCTION test_inject_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.customer_id = 'always-fails'
-                   OR (NEW.customer_id = 'fails-twice' AND nextval('test_passing_faults') <= 2) THEN
-                    RAISE EXCEPTION 'injected fault for %', NEW.customer_id;
-                END IF;
-                RETURN NEW;
-            END $$"""))
-        conn.execute(text("CREATE TRIGGER test_inject_fault BEFORE INSERT ON bookings "
-                          "FOR EACH ROW EXECUTE FUNCTION test_inject_fault()"))
-    yield
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER test_inject_fault ON bookings"))
+    with row_trigger(db, "test_inject_fault", "bookings", """
+            IF NEW.customer_id = 'always-fails'
+               OR (NEW.customer_id = 'fails-twice' AND nextval('test_passing_faults') <= 2) THEN
+                RAISE EXCEPTION 'injected fault for %', NEW.customer_id;
+            END IF;""", counter="test_passing_faults"):
+        yield
 
 
 def decide_as_the_actor_retries(provider_id, tries: int = 10) -> list:

@@ -27,6 +27,7 @@ from booking import notify
 from booking.config import get_settings
 from tests.conftest import Api, ProcessGroup, start_workers
 from tests.history import check_history
+from tests.triggers import row_trigger
 from workers.lease import Lease, provider_lease_key
 
 ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
@@ -53,23 +54,11 @@ def slot(index: int) -> str:
 def slow_first_insert(db):
     """A test-only trigger: the first booking insert for customer 'slow' sleeps, once
     (a sequence, since a rolled-back transaction does not undo nextval)."""
-    with db.begin() as conn:
-        conn.execute(text("CREATE SEQUENCE IF NOT EXISTS test_slow_inserts"))
-        conn.execute(text("ALTER SEQUENCE test_slow_inserts RESTART"))
-        conn.execute(text(f"""
-            CREATE OR REPLACE FUNCTION test_slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.customer_id = 'slow' AND nextval('test_slow_inserts') = 1 THEN
-                    PERFORM pg_sleep({SLOW_INSERT_S});
-                END IF;
-                RETURN NEW;
-            END $$"""))
-        conn.execute(text("CREATE TRIGGER test_slow_insert BEFORE INSERT ON bookings "
-                          "FOR EACH ROW EXECUTE FUNCTION test_slow_insert()"))
-    yield
-    with db.begin() as conn:
-        conn.execute(text("DROP TRIGGER test_slow_insert ON bookings"))
-        conn.execute(text("DROP FUNCTION test_slow_insert()"))
+    with row_trigger(db, "test_slow_insert", "bookings", f"""
+            IF NEW.customer_id = 'slow' AND nextval('test_slow_inserts') = 1 THEN
+                PERFORM pg_sleep({SLOW_INSERT_S});
+            END IF;""", counter="test_slow_inserts"):
+        yield
 
 
 # --- processes and backends -----------------------------------------------------------
