@@ -4,6 +4,7 @@ migrations, real `dramatiq` worker processes and a real gunicorn."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -43,6 +44,22 @@ def stack(tmp_path_factory) -> Iterator:
         yield stack
     finally:
         stack.stop()
+
+
+@contextlib.contextmanager
+def migrated_postgres(directory: Path, settings) -> Iterator:
+    """A PostgreSQL server of a test's own (which it may stop and start), migrated to
+    head, stopped afterwards. `settings`: its server settings (see booking.stack)."""
+    from booking.db import migrate
+    from booking.stack import EmbeddedPostgres, free_port
+
+    postgres = EmbeddedPostgres(directory / "postgres", free_port(), settings)
+    postgres.start()
+    try:
+        migrate(postgres.url)
+        yield postgres
+    finally:
+        postgres.stop()
 
 
 @pytest.fixture

@@ -22,12 +22,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from booking.config import sqlalchemy_url
-from booking.db import migrate
 from booking.secrets import seal
 from booking.services import keys
 from booking.stack import FAST_UNSAFE_PG_SETTINGS, EmbeddedPostgres, free_port, wait_for_port
 from models import ApiKey
-from tests.conftest import ProcessGroup, auth, service_env
+from tests.conftest import ProcessGroup, auth, migrated_postgres, service_env
 
 ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
@@ -50,14 +49,8 @@ class Outage:
 @pytest.fixture(scope="module")
 def own_postgres(stack, tmp_path_factory) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL of this module's own, migrated, that its tests may stop and start."""
-    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("outage") / "postgres", free_port(),
-                                FAST_UNSAFE_PG_SETTINGS)
-    postgres.start()
-    try:
-        migrate(postgres.url)
+    with migrated_postgres(tmp_path_factory.mktemp("outage"), FAST_UNSAFE_PG_SETTINGS) as postgres:
         yield postgres
-    finally:
-        postgres.stop()
 
 
 @pytest.fixture(scope="module")

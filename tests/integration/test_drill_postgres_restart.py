@@ -44,9 +44,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from booking.config import sqlalchemy_url
-from booking.db import migrate
 from booking.stack import EmbeddedPostgres, _pg_commands, free_port, wait_for_port
-from tests.conftest import ProcessGroup, auth, service_env, start_workers
+from tests.conftest import ProcessGroup, auth, migrated_postgres, service_env, start_workers
 from tests.history import check_history
 from tests.integration.test_database_outage import (
     ALL_WEEK,
@@ -82,14 +81,8 @@ DRILL_PG_SETTINGS = {"fsync": "off", "full_page_writes": "off", "log_timezone": 
 @pytest.fixture(scope="module")
 def drill_postgres(stack, tmp_path_factory) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL of the drill's own, migrated, that it may stop and start."""
-    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("drill1") / "postgres", free_port(),
-                                DRILL_PG_SETTINGS)
-    postgres.start()
-    try:
-        migrate(postgres.url)
+    with migrated_postgres(tmp_path_factory.mktemp("drill1"), DRILL_PG_SETTINGS) as postgres:
         yield postgres
-    finally:
-        postgres.stop()
 
 
 @pytest.fixture(scope="module")
