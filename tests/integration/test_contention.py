@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 
 from tests.conftest import Api
+from tests.history import check_history
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SLOTS = 20
@@ -45,4 +46,6 @@ def test_two_hundred_racers_for_twenty_slots(workers, db, admin_api: Api, client
         per_slot = conn.execute(text(
             "SELECT lower(period), count(*) FROM bookings WHERE status = 'confirmed' "
             "GROUP BY lower(period)")).all()
+        differences = check_history(conn, provider["id"], timedelta(minutes=30))
     assert len(per_slot) == SLOTS and all(count == 1 for _, count in per_slot)
+    assert differences == [], "\n".join(differences)  # first come, first served, request by request
