@@ -200,18 +200,38 @@ def workers(stack) -> Iterator[ProcessGroup]:
     group.stop()
 
 
-@pytest.fixture(scope="session")
-def web(stack) -> Iterator[str]:
-    """The API under gunicorn, as the Procfile runs it. Yields its base URL."""
+@contextlib.contextmanager
+def running_web(processes: int = 2, **env: str) -> Iterator[tuple[str, ProcessGroup]]:
+    """The API under gunicorn, as the Procfile runs it, on a free loopback port, with
+    `env` over this process's environment. Yields its base URL and its process group."""
     from booking.stack import free_port, wait_for_port
 
     port = free_port()
-    server = ProcessGroup([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                           "api:create_app()"],
-                          service_env(PORT=str(port), BIND_HOST="127.0.0.1", WEB_CONCURRENCY="2"))
-    wait_for_port(port, timeout=60)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    server = ProcessGroup([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api:create_app()"],
+                          service_env(PORT=str(port), BIND_HOST="127.0.0.1",
+                                      WEB_CONCURRENCY=str(processes), **env))
+    try:
+        wait_for_port(port, timeout=60)
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def web(stack) -> Iterator[str]:
+    """The API under gunicorn for the whole run. Yields its base URL."""
+    with running_web() as (base_url, _server):
+        yield base_url
+
+
+def decided_until(api: Api, requests: list[dict], deadline: float, since: float) -> tuple[list, list]:
+    """Each request as long-polled until `deadline` (monotonic), and when each answer
+    came, in seconds after `since`."""
+    decided, seconds = [], []
+    for request in requests:
+        decided.append(api.decided(request["id"], timeout=max(0.1, deadline - time.monotonic())))
+        seconds.append(time.monotonic() - since)
+    return decided, seconds
 
 
 class Api:

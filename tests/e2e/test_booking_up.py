@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import psutil
@@ -46,15 +47,20 @@ def decision_worker_processes(root: int) -> list[psutil.Process]:
     return workers
 
 
-def test_booking_up_serves_decides_and_stops_what_it_started(tmp_path):
-    port, home = free_port(), tmp_path / "home"
-    # as on a fresh machine: no servers and no BOOKING_SECRET_KEY given
+def start_booking_up(home: Path) -> tuple[ProcessGroup, str, dict[str, str]]:
+    """`booking up` (what `make run` runs) as on a fresh machine: no servers and no
+    BOOKING_SECRET_KEY given. Its process group, base URL and environment."""
+    port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "REDIS_URL", "BOOKING_SECRET_KEY")}
     env.update(BOOKING_HOME=str(home), PORT=str(port), BOOKING_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY,
                PYTHONUNBUFFERED="1")
-    service = ProcessGroup([sys.executable, "-m", "booking.cli", "up"], env)
-    base_url = f"http://127.0.0.1:{port}"
+    return ProcessGroup([sys.executable, "-m", "booking.cli", "up"], env), f"http://127.0.0.1:{port}", env
+
+
+def test_booking_up_serves_decides_and_stops_what_it_started(tmp_path):
+    home = tmp_path / "home"
+    service, base_url, env = start_booking_up(home)
     try:
         wait_until_ready(base_url, service)
         made = subprocess.run([sys.executable, "-m", "booking.cli", "keys", "create", "--name", "ops",

@@ -12,7 +12,7 @@ import psutil
 
 from booking.stack import free_port
 from tests.conftest import ProcessGroup, service_env
-from tests.e2e.test_booking_up import ADMIN_KEY, ALL_WEEK, wait_until_ready
+from tests.e2e.test_booking_up import ADMIN_KEY, ALL_WEEK, start_booking_up, wait_until_ready
 
 KILLED_WORKERS_GONE_WITHIN_S = 10
 
@@ -35,13 +35,7 @@ def kill_main_and_wait_for_its_workers(main: psutil.Process) -> tuple[list, list
 
 
 def test_under_booking_up_killed_dramatiq_takes_its_workers_and_everything_comes_back(tmp_path):
-    port, home = free_port(), tmp_path / "home"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "BOOKING_SECRET_KEY")}
-    env.update(BOOKING_HOME=str(home), PORT=str(port), BOOKING_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY,
-               PYTHONUNBUFFERED="1")
-    service = ProcessGroup([sys.executable, "-m", "booking.cli", "up"], env)
-    base_url = f"http://127.0.0.1:{port}"
+    service, base_url, _env = start_booking_up(tmp_path / "home")
     try:
         wait_until_ready(base_url, service)
         api = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60)

@@ -3,7 +3,6 @@ PostgreSQL and Redis."""
 
 import math
 import os
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from booking.fence import claim_calendar
-from tests.conftest import Api, ProcessGroup, service_env, start_workers
+from tests.conftest import Api, running_web, start_workers
 
 ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
@@ -39,15 +38,8 @@ def skewed(offset: str) -> dict[str, str]:
 
 @pytest.fixture
 def skewed_web(stack):
-    from booking.stack import free_port, wait_for_port
-
-    port = free_port()
-    server = ProcessGroup([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api:create_app()"],
-                          service_env(PORT=str(port), BIND_HOST="127.0.0.1", WEB_CONCURRENCY="1",
-                                      **skewed("+3h")))
-    wait_for_port(port, timeout=60)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with running_web(processes=1, **skewed("+3h")) as (base_url, _server):
+        yield base_url
 
 
 NEEDS_FAKETIME = pytest.mark.skipif(not FAKETIME.exists(), reason=(

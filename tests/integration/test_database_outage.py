@@ -8,7 +8,6 @@ a second embedded server of this module's own, migrated, with its own gunicorn."
 from __future__ import annotations
 
 import re
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,9 +23,9 @@ from sqlalchemy.pool import NullPool
 from booking.config import sqlalchemy_url
 from booking.secrets import seal
 from booking.services import keys
-from booking.stack import FAST_UNSAFE_PG_SETTINGS, EmbeddedPostgres, free_port, wait_for_port
+from booking.stack import FAST_UNSAFE_PG_SETTINGS, EmbeddedPostgres
 from models import ApiKey
-from tests.conftest import ProcessGroup, auth, migrated_postgres, service_env
+from tests.conftest import ProcessGroup, auth, migrated_postgres, running_web
 
 ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
@@ -57,17 +56,9 @@ def own_postgres(stack, tmp_path_factory) -> Iterator[EmbeddedPostgres]:
 def own_web(stack, own_postgres) -> Iterator[tuple[str, ProcessGroup]]:
     """One gunicorn process (so every request meets the same pool and key cache) on the
     module's PostgreSQL, and on a Redis database of its own."""
-    port = free_port()
-    server = ProcessGroup(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api:create_app()"],
-        service_env(PORT=str(port), BIND_HOST="127.0.0.1", WEB_CONCURRENCY="1",
-                    DATABASE_URL=own_postgres.url,
-                    REDIS_URL=stack.redis.url.removesuffix("/0") + "/1"))
-    try:
-        wait_for_port(port, timeout=60)
-        yield f"http://127.0.0.1:{port}", server
-    finally:
-        server.stop()
+    with running_web(processes=1, DATABASE_URL=own_postgres.url,
+                     REDIS_URL=stack.redis.url.removesuffix("/0") + "/1") as web:
+        yield web
 
 
 @pytest.fixture(scope="module")

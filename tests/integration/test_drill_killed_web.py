@@ -2,8 +2,8 @@
 requests decided; clients whose connection broke retry with their Idempotency-Key and
 get the same request, never a second one."""
 
+import contextlib
 import random
-import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,8 +12,7 @@ import httpx
 import psutil
 from sqlalchemy import text
 
-from booking.stack import free_port, wait_for_port
-from tests.conftest import Api, ProcessGroup, service_env, start_workers
+from tests.conftest import Api, running_web, start_workers
 from tests.history import check_history, check_webhooks
 from tests.integration.test_webhooks import Receiver
 
@@ -39,13 +38,12 @@ def submit_until_answered(http: httpx.Client, body: dict, key: str, broken: list
 
 
 def test_a_killed_web_process_loses_and_duplicates_nothing(stack, db, admin_key, client_key, workers):
-    port, receiver = free_port(), Receiver()
-    senders = start_workers(processes=1, queue="webhooks")
-    web = ProcessGroup([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api:create_app()"],
-                       service_env(PORT=str(port), BIND_HOST="127.0.0.1", WEB_CONCURRENCY="2"))
-    wait_for_port(port, timeout=60)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
+    with contextlib.ExitStack() as cleanup:  # undone last to first: web, senders, receiver
+        receiver = Receiver()
+        cleanup.callback(receiver.server.shutdown)
+        senders = start_workers(processes=1, queue="webhooks")
+        cleanup.callback(senders.stop)
+        base_url, web = cleanup.enter_context(running_web())
         provider = Api(base_url, admin_key).create_provider(timezone="UTC", weekly_schedule=ALL_WEEK)
         day = (datetime.now(UTC) + timedelta(days=3)).replace(hour=8, minute=0, second=0, microsecond=0)
         starts = [(day + SLOT * i).isoformat() for i in range(40)]
@@ -74,10 +72,6 @@ def test_a_killed_web_process_loses_and_duplicates_nothing(stack, db, admin_key,
         reader = Api(base_url, client_key)
         decided = [reader.decided(request["id"], timeout=60) for request in answers.values()]
         received = receiver.wait_for(len(answers))
-    finally:
-        web.stop()
-        senders.stop()
-        receiver.server.shutdown()
 
     assert len(answers) == CLIENTS * SUBMITS_EACH
     assert all(request["status"] != "queued" for request in decided)

@@ -70,7 +70,7 @@ from booking.stack import (
     free_port,
 )
 from tests import netns
-from tests.conftest import REPO_ROOT, WORKER_ENV, Api, ProcessGroup, service_env
+from tests.conftest import REPO_ROOT, WORKER_ENV, Api, ProcessGroup, decided_until, service_env
 from tests.history import check_history
 from workers.lease import Lease, provider_lease_key
 
@@ -501,16 +501,6 @@ def submitted_in_one_batch(cluster: Cluster, provider_id: str, submit) -> list[d
 def lease_left_s(cluster: Cluster, provider_id: str) -> float:
     """How long the provider's lease still runs, by Redis's clock (0 if nobody holds it)."""
     return max(0, cluster.redis.pttl(provider_lease_key(provider_id))) / 1000
-
-
-def decided_until(api: Api, requests: list[dict], deadline: float, since: float) -> tuple[list, list]:
-    """Each request as long-polled until `deadline` (monotonic), and when each answer
-    came, in seconds after `since`."""
-    decided, seconds = [], []
-    for request in requests:
-        decided.append(api.decided(request["id"], timeout=max(0.1, deadline - time.monotonic())))
-        seconds.append(time.monotonic() - since)
-    return decided, seconds
 
 
 class Traffic:

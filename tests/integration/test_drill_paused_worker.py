@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from booking import notify
 from booking.config import get_settings
-from tests.conftest import Api, ProcessGroup, start_workers
+from tests.conftest import Api, ProcessGroup, decided_until, start_workers
 from tests.history import check_history
 from tests.triggers import row_trigger
 from workers.lease import Lease, provider_lease_key
@@ -252,16 +252,6 @@ def stop_the_worker_in_the_slow_insert(stack, db, groups: list[ProcessGroup]) ->
     group, process = owner_of_connection(groups, client_port, stack.postgres.port)
     os.kill(process.pid, signal.SIGSTOP)
     return PausedWorker(group, process, backend_pid, time.monotonic())
-
-
-def decided_until(api: Api, requests: list[dict], deadline: float, since: float) -> tuple[list, list]:
-    """Each request as long-polled until `deadline` (monotonic), and when each answer
-    came, in seconds after `since`."""
-    decided, seconds = [], []
-    for request in requests:
-        decided.append(api.decided(request["id"], timeout=max(0.1, deadline - time.monotonic())))
-        seconds.append(time.monotonic() - since)
-    return decided, seconds
 
 
 def resume_and_await_its_failed_write(paused: PausedWorker) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import sys
 import threading
 import time
 import uuid
@@ -44,8 +43,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from booking.config import sqlalchemy_url
-from booking.stack import EmbeddedPostgres, _pg_commands, free_port, wait_for_port
-from tests.conftest import ProcessGroup, auth, migrated_postgres, service_env, start_workers
+from booking.stack import EmbeddedPostgres, _pg_commands
+from tests.conftest import ProcessGroup, auth, migrated_postgres, running_web, start_workers
 from tests.history import check_history
 from tests.integration.test_database_outage import (
     ALL_WEEK,
@@ -95,16 +94,8 @@ def drill_redis_url(stack) -> str:
 
 @pytest.fixture(scope="module")
 def drill_web(drill_postgres, drill_redis_url) -> Iterator[tuple[str, ProcessGroup]]:
-    port = free_port()
-    server = ProcessGroup(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api:create_app()"],
-        service_env(PORT=str(port), BIND_HOST="127.0.0.1", WEB_CONCURRENCY="2",
-                    DATABASE_URL=drill_postgres.url, REDIS_URL=drill_redis_url))
-    try:
-        wait_for_port(port, timeout=60)
-        yield f"http://127.0.0.1:{port}", server
-    finally:
-        server.stop()
+    with running_web(DATABASE_URL=drill_postgres.url, REDIS_URL=drill_redis_url) as web:
+        yield web
 
 
 @pytest.fixture(scope="module")
