@@ -27,7 +27,8 @@ def reset(engine: Engine, providers: int) -> tuple[str, str, list[str]]:
     """Empty tables, `providers` providers, one client key. Returns (key, key id, ids)."""
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE webhook_attempts, webhook_deliveries, webhook_endpoints, "
-                          "booking_requests, bookings, time_off, providers, api_keys"))
+                          "booking_requests, bookings, sessions, time_off, provider_services, services, "
+                          "providers, api_keys"))
         conn.execute(text(SCHEMA))
         conn.execute(text("TRUNCATE bench_sync_bookings"))
         conn.execute(text(

@@ -53,10 +53,61 @@ class Provider(Base):
     # bumped by each decided batch. Not the provider's ETag: that is `revision`.
     version: Mapped[int] = mapped_column(Integer, default=1)
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    # {"YYYY-MM-DD": [{"start": "HH:MM", "end": "HH:MM"}, ...]}: that date's hours instead
+    date_overrides: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
     time_off: Mapped[list[TimeOff]] = relationship(back_populates="provider")
+    services: Mapped[list[Service]] = relationship(secondary="provider_services",
+                                                   order_by="Service.created_at")
+
+
+class Service(Base):
+    """What a booking takes: its length, the grid its starts lie on, buffers that keep
+    other sessions away, seats, limits. Deleted services stay (`deleted_at`) for the
+    bookings that name them."""
+
+    __tablename__ = "services"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    step_minutes: Mapped[int] = mapped_column(Integer)
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    capacity: Mapped[int] = mapped_column(Integer, default=1)
+    requires_confirmation: Mapped[bool] = mapped_column(Boolean, default=False)
+    daily_limit: Mapped[int | None] = mapped_column(Integer)
+    weekly_limit: Mapped[int | None] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    deleted_at: Mapped[datetime | None]
+
+
+class ProviderService(Base):
+    __tablename__ = "provider_services"
+
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id"), primary_key=True)
+    service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id"), primary_key=True)
+
+
+class Session(Base):
+    """(provider, service, start): the seats that bookings take. `seats_taken` is kept
+    by a trigger on bookings; constraints refuse overlap and overfilling."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id"))
+    service_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("services.id"))
+    start: Mapped[datetime]
+    period: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
+    occupied: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
+    capacity: Mapped[int] = mapped_column(Integer)
+    seats_taken: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class TimeOff(Base):
@@ -78,6 +129,8 @@ class Booking(Base):
     provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id"))
     api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"))
     customer_id: Mapped[str] = mapped_column(String(255))
+    service_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("services.id"))
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"))
     period: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
     status: Mapped[str] = mapped_column(String(16))
     cancel_reason: Mapped[str | None] = mapped_column(String(255))
@@ -100,6 +153,7 @@ class BookingRequest(Base):
     provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id"))
     booking_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bookings.id"))
     customer_id: Mapped[str | None] = mapped_column(String(255))
+    service_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("services.id"))
     start: Mapped[datetime | None]
     cancel_reason: Mapped[str | None] = mapped_column(String(255))
     callback_url: Mapped[str | None] = mapped_column(Text)

@@ -2,19 +2,22 @@
 checks a requested start must pass. Plain values in, plain values out; no Flask,
 no SQLAlchemy.
 
-The grid is wall-clock: slots start at the interval's local start plus multiples of
-`slot_minutes`, so a DST change never shifts a provider's 09:00, 09:30, ... grid.
-On transition days, a local start time that does not exist is skipped; one that
-happens twice yields two slots (one per instant); every slot lasts exactly
-`slot_minutes` of real time and ends inside the working interval.
+The grid is wall-clock: a service's starts lie at the working interval's local
+start plus multiples of its `step_minutes`, so a DST change never shifts a
+provider's 09:00, 09:30, ... grid. On transition days, a local start time that does
+not exist is skipped; one that happens twice yields two starts (one per instant)
+when they are at least a step apart in real time; every appointment lasts exactly
+`duration_minutes` of real time and ends inside the working interval. A request
+without a service uses the provider's implicit one (step = duration = slot_minutes).
 """
 
 from __future__ import annotations
 
 import bisect
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -46,16 +49,60 @@ class WorkingHours:
 
 
 @dataclass(frozen=True)
+class ServiceRules:
+    """What a booking of a service takes. `id` None is the provider's implicit service."""
+
+    id: uuid.UUID | None
+    duration_minutes: int
+    step_minutes: int
+    buffer_before_minutes: int = 0
+    buffer_after_minutes: int = 0
+    capacity: int = 1
+    daily_limit: int | None = None
+    weekly_limit: int | None = None
+    requires_confirmation: bool = False
+    offered: bool = True  # by this provider, and not deleted
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(minutes=self.duration_minutes)
+
+    def appointment(self, start: datetime) -> Interval:
+        return Interval(start, start + self.duration)
+
+    def occupied(self, start: datetime) -> Interval:
+        """The appointment with its buffers: what keeps other sessions away."""
+        return Interval(start - timedelta(minutes=self.buffer_before_minutes),
+                        start + self.duration + timedelta(minutes=self.buffer_after_minutes))
+
+    @property
+    def reach(self) -> tuple[timedelta, timedelta]:
+        """How far before a start, and after it, this service's occupied time can go."""
+        return (timedelta(minutes=self.buffer_before_minutes),
+                self.duration + timedelta(minutes=self.buffer_after_minutes))
+
+
+@dataclass(frozen=True)
 class CalendarRules:
     timezone: ZoneInfo
     slot_minutes: int
     weekly_hours: Mapping[str, Sequence[WorkingHours]]
     min_notice: timedelta = timedelta(0)
     max_advance: timedelta = timedelta(days=365)
+    date_overrides: Mapping[date, Sequence[WorkingHours]] = field(default_factory=dict)
 
     @property
     def slot_length(self) -> timedelta:
         return timedelta(minutes=self.slot_minutes)
+
+    def implicit_service(self) -> ServiceRules:
+        return ServiceRules(None, self.slot_minutes, self.slot_minutes)
+
+    def hours_on(self, day: date) -> Sequence[WorkingHours]:
+        """A date's working intervals: its override if it has one, else its weekday's."""
+        if day in self.date_overrides:
+            return self.date_overrides[day]
+        return self.weekly_hours.get(WEEKDAYS[day.weekday()], ())
 
 
 @dataclass(frozen=True)
@@ -103,6 +150,11 @@ def parse_weekly_schedule(raw: Mapping[str, object]) -> dict[str, list[WorkingHo
 def _parse_day(day: object, intervals: object) -> list[WorkingHours]:
     if day not in WEEKDAYS:
         raise ValueError(f"unknown day; use one of {', '.join(WEEKDAYS)}")
+    return parse_intervals(intervals)
+
+
+def parse_intervals(intervals: object) -> list[WorkingHours]:
+    """`[{"start": "HH:MM", "end": "HH:MM"}, ...]`, start < end, not overlapping."""
     if not isinstance(intervals, list):
         raise ValueError("must be a list of {start, end} intervals")
     hours = []
@@ -155,26 +207,29 @@ def working_windows(rules: CalendarRules, day: date) -> list[Interval]:
     return [
         Interval(_earliest_instant_at_or_after(day, hours.start_minute, zone),
                  _latest_instant_at(day, hours.end_minute, zone))
-        for hours in rules.weekly_hours.get(WEEKDAYS[day.weekday()], ())
+        for hours in rules.hours_on(day)
     ]
 
 
-def day_slots(rules: CalendarRules, day: date) -> list[Interval]:
-    """Every slot of a local date on the grid, booked or not, in time order."""
+def day_slots(rules: CalendarRules, day: date, service: ServiceRules | None = None) -> list[Interval]:
+    """Every appointment of a service that a local date's grid offers, booked or not,
+    in time order. Starts are at least a step apart in real time (a repeated wall
+    hour does not squeeze in extra ones)."""
+    service = service or rules.implicit_service()
+    step = timedelta(minutes=service.step_minutes)
     slots: list[Interval] = []
-    for hours, window in zip(rules.weekly_hours.get(WEEKDAYS[day.weekday()], ()),
-                             working_windows(rules, day), strict=True):
+    for hours, window in zip(rules.hours_on(day), working_windows(rules, day), strict=True):
         candidates = sorted(
             instant
-            for minute in range(hours.start_minute, hours.end_minute, rules.slot_minutes)
+            for minute in range(hours.start_minute, hours.end_minute, service.step_minutes)
             for instant in wall_instants(_local_wall_time(day, minute), rules.timezone)
         )
-        last_end = window.start
+        next_allowed = window.start
         for start in candidates:
-            end = start + rules.slot_length
-            if start >= last_end and end <= window.end:
+            end = start + service.duration
+            if start >= next_allowed and end <= window.end:
                 slots.append(Interval(start, end))
-                last_end = end
+                next_allowed = start + step
     return slots
 
 
@@ -185,6 +240,19 @@ def local_dates(rules: CalendarRules, span: Interval) -> Iterable[date]:
     while day <= last:
         yield day
         day += timedelta(days=1)
+
+
+def local_week(zone: ZoneInfo, instant: datetime) -> Interval:
+    """The provider-local ISO week (Monday 00:00 to the next Monday 00:00) around an instant."""
+    day = instant.astimezone(zone).date()
+    monday = day - timedelta(days=day.weekday())
+    return Interval(_earliest_instant_at_or_after(monday, 0, zone),
+                    _earliest_instant_at_or_after(monday + timedelta(days=7), 0, zone))
+
+
+def parse_date_overrides(raw: Mapping[str, object]) -> dict[date, list[WorkingHours]]:
+    """`{"YYYY-MM-DD": [{"start", "end"}, ...]}` as stored; `[]` closes the date."""
+    return {date.fromisoformat(day): parse_intervals(intervals) for day, intervals in raw.items()}
 
 
 def check_timing(rules: CalendarRules, start: datetime, accepted_at: datetime,
@@ -198,18 +266,21 @@ def check_timing(rules: CalendarRules, start: datetime, accepted_at: datetime,
     return None
 
 
-def check_grid(rules: CalendarRules, start: datetime) -> Rejection | None:
-    """Is `start` the start of a slot on the provider's grid?"""
+def check_grid(rules: CalendarRules, start: datetime,
+               service: ServiceRules | None = None) -> Rejection | None:
+    """Is `start` on the service's grid, its appointment inside working hours?"""
+    service = service or rules.implicit_service()
     local_start = start.astimezone(rules.timezone)
     day = local_start.date()
     if _offset_steady(rules.timezone, day):
-        if _on_regular_grid(rules, day, local_start):
+        if _on_regular_grid(rules, service, day, local_start):
             return None
-    elif any(slot.start == start for slot in day_slots(rules, day)):
+    elif any(slot.start == start for slot in day_slots(rules, day, service)):
         return None
     if any(window.contains(start) for window in working_windows(rules, day)):
-        return Rejection("not_on_slot_grid",
-                         f"the start is not on the provider's {rules.slot_minutes}-minute slot grid")
+        return Rejection("not_on_slot_grid",  # also a start whose appointment would overrun
+                         f"the start is not on the {service.step_minutes}-minute grid of the service, "
+                         "or its appointment would end after working hours")
     return Rejection("outside_working_hours", "the start is outside the provider's working hours")
 
 
@@ -219,15 +290,16 @@ def _offset_steady(zone: ZoneInfo, day: date) -> bool:
     return zone.utcoffset(midnight) == zone.utcoffset(midnight + timedelta(days=1))
 
 
-def _on_regular_grid(rules: CalendarRules, day: date, local_start: datetime) -> bool:
+def _on_regular_grid(rules: CalendarRules, service: ServiceRules, day: date,
+                     local_start: datetime) -> bool:
     """What day_slots would say for a day without a clock change, without listing them:
-    every slot_minutes from each interval's start while the slot ends inside it."""
+    every step from each interval's start while the appointment ends inside it."""
     if local_start.second or local_start.microsecond:
         return False
     minute = local_start.hour * 60 + local_start.minute
-    return any(hours.start_minute <= minute and minute + rules.slot_minutes <= hours.end_minute
-               and (minute - hours.start_minute) % rules.slot_minutes == 0
-               for hours in rules.weekly_hours.get(WEEKDAYS[day.weekday()], ()))
+    return any(hours.start_minute <= minute and minute + service.duration_minutes <= hours.end_minute
+               and (minute - hours.start_minute) % service.step_minutes == 0
+               for hours in rules.hours_on(day))
 
 
 class BusyTimes:
@@ -249,17 +321,3 @@ class BusyTimes:
     def overlaps(self, interval: Interval) -> bool:
         index = bisect.bisect_left(self._starts, interval.end)
         return index > 0 and self._spans[index - 1].end > interval.start
-
-
-def free_slots(rules: CalendarRules, span: Interval, now: datetime,
-               time_off: Iterable[Interval], booked: Iterable[Interval]) -> list[Interval]:
-    """Slots starting inside `span` that a request made `now` could book."""
-    busy = BusyTimes([*time_off, *booked])
-    earliest, latest = now + rules.min_notice, now + rules.max_advance
-    return [
-        slot
-        for day in local_dates(rules, span)
-        for slot in day_slots(rules, day)
-        if span.contains(slot.start) and earliest <= slot.start <= latest
-        and not busy.overlaps(slot)
-    ]

@@ -3,13 +3,13 @@ acceptance order, decide each one. What one request books, the next one sees."""
 
 from __future__ import annotations
 
-import bisect
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from models.calendar import BusyTimes, CalendarRules, Interval, Rejection, check_grid, check_timing
+from models.calendar import CalendarRules, Interval, Rejection, ServiceRules
+from models.sessions import TIME_OFF, Calendar, Session, session_id_for
 
 
 @dataclass(frozen=True)
@@ -20,68 +20,73 @@ class PendingRequest:
     start: datetime | None = None
     booking_id: uuid.UUID | None = None
     if_match_versions: Sequence[int] | None = None  # If-Match: the booking versions it names
+    customer_id: str = ""
+    service: ServiceRules | None = None  # None: the provider's implicit service
 
 
 @dataclass(frozen=True)
 class KnownBooking:
     id: uuid.UUID
-    interval: Interval
+    interval: Interval  # the appointment; its start is its session's start
     status: str  # confirmed | cancelled
     version: int = 1
+    customer_id: str = ""
+    service_id: uuid.UUID | None = None
+
+    @property
+    def session_key(self) -> tuple[uuid.UUID | None, datetime]:
+        return self.service_id, self.interval.start
+
+    @property
+    def takes_seat(self) -> bool:
+        return self.status in ("pending", "confirmed")
 
 
 @dataclass(frozen=True)
 class Decision:
     """The outcome of one request. `change` is what to write: ("create", interval),
-    ("move", interval) or ("cancel", None); None when rejected."""
+    ("move", interval) or ("cancel", None), with the `session` the booking then sits
+    in; None when rejected."""
 
     request_id: uuid.UUID
     rejection: Rejection | None
     booking_id: uuid.UUID | None = None
     change: tuple[str, Interval | None] | None = None
     changed_version: int | None = None  # the booking version a move or cancel replaces
+    session: Session | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.rejection is None
 
 
-class BookedTimes:
-    """Confirmed bookings as non-overlapping intervals sorted by start, which can be
-    added to and removed from while a batch is decided."""
-
-    def __init__(self, intervals: Iterable[Interval] = ()):
-        self._intervals = sorted(intervals)
-
-    def overlaps(self, interval: Interval) -> bool:
-        index = bisect.bisect_left(self._intervals, Interval(interval.end, interval.end))
-        return any(other.overlaps(interval) for other in self._intervals[max(0, index - 1):index + 1])
-
-    def add(self, interval: Interval) -> None:
-        bisect.insort(self._intervals, interval)
-
-    def remove(self, interval: Interval) -> None:
-        self._intervals.remove(interval)
-
-
 BOOKING_NOT_FOUND = Rejection("booking_not_found", "the booking does not exist for this provider")
 BOOKING_CANCELLED = Rejection("booking_cancelled", "the booking is already cancelled")
 BOOKING_CHANGED = Rejection("booking_changed",
                             "the booking changed after the version named by If-Match")
-TIME_OFF = Rejection("time_off", "the provider is away at that time")
-SLOT_UNAVAILABLE = Rejection("slot_unavailable", "the slot is already booked")
+__all__ = ["TIME_OFF", "BatchDecider", "Decision", "KnownBooking", "PendingRequest"]
+
+
+def sessions_of(provider_id: uuid.UUID, bookings: Iterable[KnownBooking]) -> list[Session]:
+    """One-seat sessions of the implicit service for bookings given without their
+    sessions (tests of the rules alone)."""
+    return [Session(session_id_for(provider_id, b.service_id, b.interval.start), b.service_id,
+                    b.interval, b.interval, 1, [b.customer_id])
+            for b in bookings if b.takes_seat]
 
 
 class BatchDecider:
     """Decides one provider's queued requests in order against one calendar snapshot."""
 
     def __init__(self, rules: CalendarRules, bookings: Iterable[KnownBooking],
-                 time_off: Iterable[Interval], now: datetime):
+                 time_off: Iterable[Interval], now: datetime, sessions: Iterable[Session] | None = None,
+                 provider_id: uuid.UUID = uuid.UUID(int=0)):
         self.rules = rules
         self.now = now
         self.bookings = {booking.id: booking for booking in bookings}
-        self.booked = BookedTimes(b.interval for b in self.bookings.values() if b.status == "confirmed")
-        self.time_off = BusyTimes(time_off)
+        if sessions is None:
+            sessions = sessions_of(provider_id, self.bookings.values())
+        self.calendar = Calendar(provider_id, rules, sessions, time_off)
 
     def decide_all(self, requests: Sequence[PendingRequest]) -> list[Decision]:
         return [self.decide(request) for request in requests]
@@ -93,47 +98,52 @@ class BatchDecider:
             return self._reschedule(request)
         return self._cancel(request)
 
-    def _slot_rejection(self, request: PendingRequest) -> Rejection | None:
-        interval = Interval(request.start, request.start + self.rules.slot_length)
-        return (
-            check_timing(self.rules, request.start, request.accepted_at, self.now)
-            or check_grid(self.rules, request.start)
-            or (TIME_OFF if self.time_off.overlaps(interval) else None)
-            or (SLOT_UNAVAILABLE if self.booked.overlaps(interval) else None)
-        )
+    def _service(self, request: PendingRequest) -> ServiceRules:
+        return request.service or self.rules.implicit_service()
+
+    def _rejection(self, request: PendingRequest) -> Rejection | None:
+        return self.calendar.rejection(self._service(request), request.start, request.customer_id,
+                                       request.accepted_at, self.now)
 
     def _create(self, request: PendingRequest) -> Decision:
-        rejection = self._slot_rejection(request)
+        rejection = self._rejection(request)
         if rejection:
             return Decision(request.id, rejection)
-        interval = Interval(request.start, request.start + self.rules.slot_length)
+        service = self._service(request)
+        session = self.calendar.take_seat(service, request.start, request.customer_id)
         booking_id = uuid.uuid4()
-        self._store(KnownBooking(booking_id, interval, "confirmed"))
-        return Decision(request.id, None, booking_id, ("create", interval))
+        self.bookings[booking_id] = KnownBooking(booking_id, session.appointment, "confirmed", 1,
+                                                 request.customer_id, service.id)
+        return Decision(request.id, None, booking_id, ("create", session.appointment), session=session)
 
     def _reschedule(self, request: PendingRequest) -> Decision:
+        """The booking keeps its service and moves its seat: it leaves its session first,
+        so it never collides with itself."""
         booking = self.bookings.get(request.booking_id)
         rejection = self._existing_booking_rejection(booking, request.if_match_versions)
         if rejection:
             return Decision(request.id, rejection, request.booking_id)
-        self.booked.remove(booking.interval)  # a booking never collides with itself
-        rejection = self._slot_rejection(request)
+        self.calendar.free_seat(booking.session_key, booking.customer_id)
+        rejection = self._rejection(request)
         if rejection:
-            self.booked.add(booking.interval)
+            self.calendar.take_seat_back(booking.session_key, booking.customer_id)
             return Decision(request.id, rejection, booking.id)
-        interval = Interval(request.start, request.start + self.rules.slot_length)
-        self.bookings[booking.id] = KnownBooking(booking.id, interval, "confirmed", booking.version + 1)
-        self.booked.add(interval)
-        return Decision(request.id, None, booking.id, ("move", interval), booking.version)
+        session = self.calendar.take_seat(self._service(request), request.start, booking.customer_id)
+        self.bookings[booking.id] = KnownBooking(booking.id, session.appointment, booking.status,
+                                                 booking.version + 1, booking.customer_id,
+                                                 booking.service_id)
+        return Decision(request.id, None, booking.id, ("move", session.appointment), booking.version,
+                        session)
 
     def _cancel(self, request: PendingRequest) -> Decision:
         booking = self.bookings.get(request.booking_id)
         rejection = self._existing_booking_rejection(booking, request.if_match_versions)
         if rejection:
             return Decision(request.id, rejection, request.booking_id)
-        self.booked.remove(booking.interval)
+        self.calendar.free_seat(booking.session_key, booking.customer_id)
         self.bookings[booking.id] = KnownBooking(booking.id, booking.interval, "cancelled",
-                                                 booking.version + 1)
+                                                 booking.version + 1, booking.customer_id,
+                                                 booking.service_id)
         return Decision(request.id, None, booking.id, ("cancel", None), booking.version)
 
     @staticmethod
@@ -147,7 +157,3 @@ class BatchDecider:
         if booking.status == "cancelled":
             return BOOKING_CANCELLED
         return None
-
-    def _store(self, booking: KnownBooking) -> None:
-        self.bookings[booking.id] = booking
-        self.booked.add(booking.interval)

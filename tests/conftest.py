@@ -93,7 +93,8 @@ def db(stack):
         try:
             with get_engine().begin() as conn:
                 conn.execute(text("TRUNCATE webhook_attempts, webhook_deliveries, webhook_endpoints, "
-                                  "booking_requests, bookings, time_off, providers, api_keys"))
+                                  "booking_requests, bookings, sessions, time_off, provider_services, "
+                                  "services, providers, api_keys"))
             break
         except OperationalError:
             # a running worker's sweep query can deadlock with TRUNCATE's table locks

@@ -13,25 +13,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg.types.range import Range
-from sqlalchemy import (
-    Connection,
-    any_,
-    bindparam,
-    exists,
-    func,
-    literal,
-    or_,
-    select,
-    text,
-    union_all,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy import Connection, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -39,19 +26,22 @@ from booking import notify
 from booking.config import get_settings
 from booking.db import driver_query, get_engine
 from booking.fence import StaleCalendar, claim_calendar
-from models import Booking, BookingRequest, Provider, TimeOff, WebhookEndpoint
-from models.calendar import CalendarRules, Interval
+from models import Booking, BookingRequest, Provider, ProviderService, Service, WebhookEndpoint
+from models.calendar import CalendarRules, Interval, ServiceRules, local_week
 from models.decisions import BatchDecider, Decision, KnownBooking, PendingRequest
+from models.sessions import Session
 from workers.lease import Lease, provider_lease_key
 from workers.outbox import write_outbox
 
 log = logging.getLogger(__name__)
 
 providers, requests_ = Provider.__table__, BookingRequest.__table__
-bookings, time_off = Booking.__table__, TimeOff.__table__
+bookings = Booking.__table__
 endpoints = WebhookEndpoint.__table__
+services, offers = Service.__table__, ProviderService.__table__
 STALE_RETRIES = 20
-RULE_COLUMNS = ("timezone", "slot_minutes", "weekly_schedule", "min_notice_minutes", "max_advance_days")
+RULE_COLUMNS = ("timezone", "slot_minutes", "weekly_schedule", "min_notice_minutes", "max_advance_days",
+                "date_overrides")
 
 
 class LostRequests(StaleCalendar):
@@ -87,6 +77,8 @@ class Snapshot:
     now: datetime  # the database's clock: the one clock that acceptance times come from
     rules: CalendarRules
     rows: list  # queued booking_requests rows, in seq order
+    pending: list[PendingRequest]  # the same, as the rules see them
+    sessions: list[Session]
     bookings: list[KnownBooking]
     time_off: list[Interval]
 
@@ -177,8 +169,9 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
         snapshot = read_snapshot(conn, provider_id, batch_size)
         if snapshot is None:
             return 0
-        decider = BatchDecider(snapshot.rules, snapshot.bookings, snapshot.time_off, snapshot.now)
-        decisions = decider.decide_all([_pending(row) for row in snapshot.rows])
+        decider = BatchDecider(snapshot.rules, snapshot.bookings, snapshot.time_off, snapshot.now,
+                               snapshot.sessions, provider_id)
+        decisions = decider.decide_all(snapshot.pending)
         claim_calendar(lambda statement, params: _run(conn, statement, params),
                        provider_id, snapshot.provider_version)
         write_decisions(conn, provider_id, snapshot.rows, decisions, snapshot.now)
@@ -193,13 +186,20 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
 # Statements are built once (composing them per call cost more CPU than running them)
 # and run on the bare psycopg connection under SQLAlchemy's transaction: SQLAlchemy's
 # execution layer cost ~100 us per statement, more than the driver's own work.
+SERVICE_COLUMNS = ("duration_minutes", "step_minutes", "buffer_before_minutes", "buffer_after_minutes",
+                   "capacity", "daily_limit", "weekly_limit", "requires_confirmation")
 QUEUED_BATCH = (
     select(requests_, providers.c.version.label("provider_version"),
            *(providers.c[name] for name in RULE_COLUMNS),
+           *(services.c[name].label(f"service_{name}") for name in SERVICE_COLUMNS),
+           (services.c.deleted_at.is_(None)
+            & exists().where(offers.c.provider_id == requests_.c.provider_id,
+                             offers.c.service_id == requests_.c.service_id)).label("service_offered"),
            func.now().label("db_now"),
            exists().where(or_(endpoints.c.api_key_id == requests_.c.api_key_id,
                               endpoints.c.all_clients)).label("wants_events"))
     .join(providers, providers.c.id == requests_.c.provider_id)
+    .outerjoin(services, services.c.id == requests_.c.service_id)
     .where(requests_.c.provider_id == bindparam("provider_id"), requests_.c.status == "queued")
     .order_by(requests_.c.seq).limit(bindparam("batch_size"))
 )
@@ -207,65 +207,92 @@ QUEUED_BATCH = (
 
 def read_snapshot(conn: Connection, provider_id: uuid.UUID, batch_size: int) -> Snapshot | None:
     """The provider's calendar as far as the next batch of queued requests needs it:
-    two queries (the queued rows with their provider; the bookings and time off around
-    the requested times)."""
+    two queries (the queued rows with their provider and services; the sessions,
+    bookings and time off around the requested times)."""
     from booking.services.providers import calendar_rules
 
     rows = _run(conn, QUEUED_BATCH, {"provider_id": provider_id, "batch_size": batch_size}).fetchall()
     if not rows:
         return None
     rules = calendar_rules(rows[0])
-    bookings_, time_off_ = _calendar_around(conn, provider_id, rows, rules.slot_length)
-    return Snapshot(rows[0].provider_version, rows[0].db_now, rules, rows, bookings_, time_off_)
+    pending = [_pending(row) for row in rows]
+    sessions_, bookings_, time_off_ = _calendar_around(conn, provider_id, rules, pending)
+    return Snapshot(rows[0].provider_version, rows[0].db_now, rules, rows, pending, sessions_,
+                    bookings_, time_off_)
 
 
-def _requested_window(rows, slot_length: timedelta) -> Range | None:
-    starts = [row.start for row in rows if row.start is not None]
-    if not starts:
+def _service_rules(row) -> ServiceRules | None:
+    if row.service_id is None:
         return None
-    return Range(min(starts), max(starts) + slot_length, "[)")
-
-
-def _calendar_query(by_window: bool, by_id: bool):
-    """Confirmed bookings overlapping :window and/or the bookings named in :referenced,
-    and time off overlapping :window, of :provider_id."""
-    conditions = []
-    if by_window:
-        conditions.append((bookings.c.status == "confirmed")
-                          & bookings.c.period.overlaps(bindparam("window", type_=bookings.c.period.type)))
-    if by_id:
-        conditions.append(bookings.c.id == any_(bindparam("referenced", type_=ARRAY(UUID))))
-    parts = [select(literal("booking").label("source"), bookings.c.id, bookings.c.period,
-                    bookings.c.status, bookings.c.version)
-             .where(bookings.c.provider_id == bindparam("provider_id"), or_(*conditions))]
-    if by_window:
-        parts.append(select(literal("time_off"), time_off.c.id, time_off.c.period, literal(None),
-                            literal(None))
-                     .where(time_off.c.provider_id == bindparam("provider_id"),
-                            time_off.c.period.overlaps(bindparam("window", type_=time_off.c.period.type))))
-    return union_all(*parts)
-
-
-CALENDAR_QUERIES = {(w, i): _calendar_query(w, i) for w in (True, False) for i in (True, False) if w or i}
-
-
-def _calendar_around(conn: Connection, provider_id, rows, slot_length: timedelta):
-    """Confirmed bookings and time off overlapping the batch's requested times, plus the
-    bookings that reschedules and cancels name, in one round trip."""
-    window = _requested_window(rows, slot_length)
-    referenced = [row.booking_id for row in rows if row.booking_id is not None]
-    query = CALENDAR_QUERIES[(window is not None, bool(referenced))]
-    found = _run(conn, query, {"provider_id": provider_id, "window": window,
-                               "referenced": referenced}).fetchall()
-    return ([KnownBooking(r.id, Interval(r.period.lower, r.period.upper), r.status, r.version)
-             for r in found if r.source == "booking"],
-            [Interval(r.period.lower, r.period.upper) for r in found if r.source == "time_off"])
+    return ServiceRules(row.service_id, **{name: getattr(row, f"service_{name}") for name in SERVICE_COLUMNS},
+                        offered=bool(row.service_offered))
 
 
 def _pending(row) -> PendingRequest:
     return PendingRequest(id=row.id, kind=row.kind, accepted_at=row.created_at,
                           start=row.start, booking_id=row.booking_id,
-                          if_match_versions=row.if_match_versions)
+                          if_match_versions=row.if_match_versions, customer_id=row.customer_id,
+                          service=_service_rules(row))
+
+
+def _requested_window(rules: CalendarRules, pending: list[PendingRequest]) -> Range | None:
+    """Real time that the batch's requested starts could touch: their occupied
+    intervals, and whole provider-local weeks where a limit counts seats."""
+    spans = []
+    for request in pending:
+        if request.start is None:
+            continue
+        service = request.service or rules.implicit_service()
+        before, after = service.reach
+        spans.append(Interval(request.start - before, request.start + after))
+        if service.daily_limit is not None or service.weekly_limit is not None:
+            spans.append(local_week(rules.timezone, request.start))
+    if not spans:
+        return None
+    return Range(min(s.start for s in spans), max(s.end for s in spans), "[)")
+
+
+CALENDAR_AROUND = text("""
+SELECT 'session' AS source, s.id, s.occupied AS period, s.period AS appointment, s.service_id,
+       s.capacity, NULL::int AS version, NULL::text AS status, NULL::text AS customer_id,
+       ARRAY(SELECT b.customer_id FROM bookings b
+              WHERE b.session_id = s.id AND b.status IN ('pending', 'confirmed')) AS customers
+  FROM sessions s
+ WHERE s.provider_id = :provider_id AND s.seats_taken > 0
+   AND (s.occupied && CAST(:window AS tstzrange)
+        OR s.id IN (SELECT session_id FROM bookings WHERE id = ANY(CAST(:referenced AS uuid[]))))
+UNION ALL
+SELECT 'booking', b.id, b.period, NULL, b.service_id, NULL, b.version, b.status, b.customer_id, NULL
+  FROM bookings b
+ WHERE b.provider_id = :provider_id AND b.id = ANY(CAST(:referenced AS uuid[]))
+UNION ALL
+SELECT 'time_off', t.id, t.period, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM time_off t
+ WHERE t.provider_id = :provider_id AND t.period && CAST(:window AS tstzrange)
+""")
+
+
+def _calendar_around(conn: Connection, provider_id, rules: CalendarRules, pending: list[PendingRequest]):
+    """Sessions with seats taken and time off around the batch's requested times, the
+    sessions and bookings that reschedules and cancels name, in one round trip."""
+    window = _requested_window(rules, pending)
+    referenced = [request.booking_id for request in pending if request.booking_id is not None]
+    found = _run(conn, CALENDAR_AROUND, {"provider_id": provider_id, "window": window,
+                                         "referenced": referenced}).fetchall()
+    sessions_ = [Session(r.id, r.service_id, _interval(r.appointment), _interval(r.period), r.capacity,
+                         list(r.customers)) for r in found if r.source == "session"]
+    bookings_ = [KnownBooking(r.id, _interval(r.period), r.status, r.version, r.customer_id, r.service_id)
+                 for r in found if r.source == "booking"]
+    time_off_ = [_interval(r.period) for r in found if r.source == "time_off"]
+    return sessions_, bookings_, time_off_
+
+
+def _interval(period: Range) -> Interval:
+    return Interval(period.lower, period.upper)
+
+
+def _range(interval: Interval) -> Range:
+    return Range(interval.start, interval.end, "[)")
 
 
 # Moves and cancels name the version they replace: one that moved under us touches no row.
@@ -275,17 +302,35 @@ CANCEL_BOOKING = update(bookings).where(
     updated_at=func.now())
 MOVE_BOOKING = update(bookings).where(
     bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version")).values(
-    period=bindparam("b_period"), version=bookings.c.version + 1, updated_at=func.now())
+    period=bindparam("b_period"), session_id=bindparam("b_session_id"),
+    version=bookings.c.version + 1, updated_at=func.now())
+# The sessions that moves and creates sit in, before any seat is taken: a session
+# nobody sits in takes the service's shape of today; one with seats keeps its own.
+UPSERT_SESSIONS = text("""
+INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity)
+SELECT s.id, :provider_id, s.service_id, s.starts, tstzrange(s.starts, s.ends, '[)'),
+       tstzrange(s.occupied_from, s.occupied_to, '[)'), s.capacity
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:service_ids AS uuid[]), CAST(:starts AS timestamptz[]),
+              CAST(:ends AS timestamptz[]), CAST(:occupied_from AS timestamptz[]),
+              CAST(:occupied_to AS timestamptz[]), CAST(:capacities AS int[]))
+       AS s(id, service_id, starts, ends, occupied_from, occupied_to, capacity)
+ON CONFLICT (id) DO UPDATE
+   SET period = EXCLUDED.period, occupied = EXCLUDED.occupied, capacity = EXCLUDED.capacity
+ WHERE sessions.seats_taken = 0
+""")
 # All of a batch's new bookings in one plain statement. Not executemany: psycopg runs
 # that as a pipeline ending in a Flush, and a Flush received while the session is idle
 # in its transaction switches PostgreSQL's idle_in_transaction_session_timeout off
 # (seen on 18.6): a worker paused right after it would hold the provider for good.
 INSERT_BOOKINGS = text("""
-INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version)
-SELECT b.id, :provider_id, b.api_key_id, b.customer_id, tstzrange(b.starts, b.ends, '[)'), 'confirmed', 1
+INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, session_id, period, status,
+                      version)
+SELECT b.id, :provider_id, b.api_key_id, b.customer_id, b.service_id, b.session_id,
+       tstzrange(b.starts, b.ends, '[)'), 'confirmed', 1
   FROM unnest(CAST(:ids AS uuid[]), CAST(:key_ids AS uuid[]), CAST(:customer_ids AS text[]),
+              CAST(:service_ids AS uuid[]), CAST(:session_ids AS uuid[]),
               CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]))
-       AS b(id, api_key_id, customer_id, starts, ends)
+       AS b(id, api_key_id, customer_id, service_id, session_id, starts, ends)
 """)
 # Every outcome of the batch in one statement, so its row count says whether each
 # request was still queued.
@@ -307,17 +352,21 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
     row_by_id = {row.id: row for row in rows}
     new_bookings, changes = [], []
     for decision in decisions:
-        kind, interval = decision.change or (None, None)
+        kind = decision.change[0] if decision.change else None
         if kind == "create":
-            new_bookings.append((decision.booking_id, row_by_id[decision.request_id], interval))
+            new_bookings.append((decision, row_by_id[decision.request_id]))
         elif kind == "move":
             changes.append((MOVE_BOOKING, {"b_id": decision.booking_id, "b_version": decision.changed_version,
-                                           "b_period": Range(interval.start, interval.end, "[)")}))
+                                           "b_period": _range(decision.session.appointment),
+                                           "b_session_id": decision.session.id}))
         elif kind == "cancel":
             changes.append((CANCEL_BOOKING, {"b_id": decision.booking_id,
                                              "b_version": decision.changed_version,
                                              "b_reason": row_by_id[decision.request_id].cancel_reason}))
-    # Moves and cancels first, in the order decided: they free the times that later
+    sessions_ = {d.session.id: d.session for d in decisions if d.session is not None}
+    if sessions_:
+        _run(conn, UPSERT_SESSIONS, _session_arrays(provider_id, list(sessions_.values())))
+    # Moves and cancels first, in the order decided: they free the seats that later
     # creates may take, and a booking changed twice goes from each version to the next.
     for statement, parameters in changes:
         if _run(conn, statement, parameters).rowcount != 1:
@@ -328,13 +377,26 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
         raise LostRequests(f"requests of provider {provider_id} were decided by someone else")
 
 
+def _session_arrays(provider_id: uuid.UUID, sessions_: list[Session]) -> dict:
+    return {"provider_id": provider_id,
+            "ids": [s.id for s in sessions_],
+            "service_ids": [s.service_id for s in sessions_],
+            "starts": [s.appointment.start for s in sessions_],
+            "ends": [s.appointment.end for s in sessions_],
+            "occupied_from": [s.occupied.start for s in sessions_],
+            "occupied_to": [s.occupied.end for s in sessions_],
+            "capacities": [s.capacity for s in sessions_]}
+
+
 def _booking_arrays(provider_id: uuid.UUID, new_bookings: list) -> dict:
     return {"provider_id": provider_id,
-            "ids": [booking_id for booking_id, _row, _interval in new_bookings],
-            "key_ids": [row.api_key_id for _id, row, _interval in new_bookings],
-            "customer_ids": [row.customer_id for _id, row, _interval in new_bookings],
-            "starts": [interval.start for _id, _row, interval in new_bookings],
-            "ends": [interval.end for _id, _row, interval in new_bookings]}
+            "ids": [d.booking_id for d, _row in new_bookings],
+            "key_ids": [row.api_key_id for _d, row in new_bookings],
+            "customer_ids": [row.customer_id for _d, row in new_bookings],
+            "service_ids": [d.session.service_id for d, _row in new_bookings],
+            "session_ids": [d.session.id for d, _row in new_bookings],
+            "starts": [d.session.appointment.start for d, _row in new_bookings],
+            "ends": [d.session.appointment.end for d, _row in new_bookings]}
 
 
 def _outcome_arrays(decisions: list[Decision], now: datetime) -> dict:

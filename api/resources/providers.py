@@ -117,9 +117,10 @@ class Slots(MethodView):
     def get(self, query, provider_id):
         """Slots a request could book right now, by provider-local date or by range (≤ 31 days)."""
         span = query["date"] if "date" in query else Interval(query["from_"], query["to"])
-        provider, slots = providers.provider_slots(provider_id, span)
+        provider, slots = providers.provider_slots(provider_id, span, query.get("service_id"))
         zone = ZoneInfo(provider.timezone)
-        return {"provider_id": provider.id, "timezone": provider.timezone,
-                "slots": [{"start": s.start.astimezone(zone), "end": s.end.astimezone(zone)}
-                          for s in slots]}
+        return {"provider_id": provider.id, "service_id": query.get("service_id"),
+                "timezone": provider.timezone,
+                "slots": [{"start": s.start.astimezone(zone), "end": s.end.astimezone(zone),
+                           "remaining": remaining} for s, remaining in slots]}
 

@@ -18,10 +18,22 @@ from booking.db import new_session
 from booking.fence import StaleCalendar, claim_calendar
 from booking.services.errors import Conflict, IfMatch, NotFound
 from booking.services.pagination import decode_cursor, page
-from models import Booking, Provider, TimeOff
-from models.calendar import CalendarRules, Interval, check_grid, free_slots, parse_weekly_schedule
+from models import Booking, Provider, ProviderService, Service, TimeOff
+from models import Session as SeatSession
+from models.calendar import (
+    CalendarRules,
+    Interval,
+    ServiceRules,
+    check_grid,
+    local_week,
+    parse_date_overrides,
+    parse_weekly_schedule,
+)
+from models.sessions import Calendar
+from models.sessions import Session as RuleSession
 
 STALE_RETRIES = 5
+LIVE_STATUSES = ("pending", "confirmed")  # the bookings that take a seat
 
 
 def local_day(day: date, zone: ZoneInfo) -> Interval:
@@ -38,6 +50,7 @@ def calendar_rules(provider: Provider) -> CalendarRules:
         weekly_hours=parse_weekly_schedule(provider.weekly_schedule),
         min_notice=timedelta(minutes=provider.min_notice_minutes),
         max_advance=timedelta(days=provider.max_advance_days),
+        date_overrides=parse_date_overrides(provider.date_overrides or {}),
     )
 
 
@@ -178,20 +191,61 @@ def delete_time_off(provider_id: uuid.UUID, time_off_id: uuid.UUID) -> None:
         session.delete(time_off)
 
 
-def provider_slots(provider_id: uuid.UUID, span: Interval | date) -> tuple[Provider, list[Interval]]:
-    """The slots starting in `span` (or on a provider-local date) that a request made
-    now could book."""
+def provider_slots(provider_id: uuid.UUID, span: Interval | date,
+                   service_id: uuid.UUID | None = None) -> tuple[Provider, list[tuple[Interval, int]]]:
+    """The appointments of a service (default: the provider's implicit one) starting in
+    `span` (or on a provider-local date) that a create made now could win, with their
+    free seats: the decision's own rule (models.sessions.Calendar) asked of each start."""
     with new_session() as session:
         provider = _provider_or_404(session, provider_id)
+        rules = calendar_rules(provider)
         if isinstance(span, date):
-            span = local_day(span, ZoneInfo(provider.timezone))
-        period = Range(span.start, span.end + timedelta(days=1), bounds="[)")
-        time_off = session.scalars(select(TimeOff.period).where(
-            TimeOff.provider_id == provider_id, TimeOff.period.overlaps(period)))
-        booked = session.scalars(select(Booking.period).where(
-            Booking.provider_id == provider_id, Booking.status == "confirmed",
-            Booking.period.overlaps(period)))
-        now = session.scalar(select(func.now()))  # the database's clock, as decisions use
-        slots = free_slots(calendar_rules(provider), span, now,
-                           [as_interval(p) for p in time_off], [as_interval(p) for p in booked])
+            span = local_day(span, rules.timezone)
+        service = service_rules(session, provider, service_id) if service_id else rules.implicit_service()
+        calendar = read_calendar(session, provider, rules, _reach(rules, service, span))
+        slots = calendar.open_starts(service, span, session.scalar(select(func.now())))
     return provider, slots
+
+
+def _reach(rules: CalendarRules, service: ServiceRules, span: Interval) -> Interval:
+    """What the listing must read: every occupied interval its starts could touch, and
+    the whole local weeks whose limits count seats."""
+    before, after = service.reach
+    reach = Interval(span.start - before, span.end + after)
+    if service.daily_limit is not None or service.weekly_limit is not None:
+        reach = Interval(min(reach.start, local_week(rules.timezone, span.start).start),
+                         max(reach.end, local_week(rules.timezone, span.end).end))
+    return reach
+
+
+def service_rules(session: Session, provider: Provider, service_id: uuid.UUID) -> ServiceRules:
+    """A service as the rules see it; 404 if it does not exist (or was deleted)."""
+    service = session.get(Service, service_id)
+    if service is None or service.deleted_at is not None:
+        raise NotFound("No such service.")
+    offered = session.get(ProviderService, (provider.id, service_id)) is not None
+    return as_service_rules(service, offered)
+
+
+def as_service_rules(service: Service, offered: bool = True) -> ServiceRules:
+    return ServiceRules(service.id, service.duration_minutes, service.step_minutes,
+                        service.buffer_before_minutes, service.buffer_after_minutes, service.capacity,
+                        service.daily_limit, service.weekly_limit, service.requires_confirmation,
+                        offered and service.deleted_at is None)
+
+
+def read_calendar(session: Session, provider: Provider, rules: CalendarRules, reach: Interval) -> Calendar:
+    """The provider's sessions with seats taken and its time off over `reach`."""
+    period = Range(reach.start, reach.end, bounds="[)")
+    time_off = session.scalars(select(TimeOff.period).where(
+        TimeOff.provider_id == provider.id, TimeOff.period.overlaps(period)))
+    taken = session.execute(
+        select(SeatSession, select(func.array_agg(Booking.customer_id))
+               .where(Booking.session_id == SeatSession.id, Booking.status.in_(LIVE_STATUSES))
+               .scalar_subquery().label("customers"))
+        .where(SeatSession.provider_id == provider.id, SeatSession.seats_taken > 0,
+               SeatSession.occupied.overlaps(period)))
+    sessions = [RuleSession(seats.id, seats.service_id, as_interval(seats.period),
+                            as_interval(seats.occupied), seats.capacity, list(customers or ()))
+                for seats, customers in taken]
+    return Calendar(provider.id, rules, sessions, [as_interval(p) for p in time_off])

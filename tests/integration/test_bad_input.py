@@ -3,12 +3,14 @@ problem, never a 5xx."""
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 
 from booking.fence import claim_calendar
 from tests.conftest import auth
+from tests.seeding import insert_booking
 from tests.triggers import row_trigger
 
 SCHEDULE = {"monday": [{"start": "09:00", "end": "12:00"}]}
@@ -205,11 +207,9 @@ def booking_id(db, provider_id) -> str:
     booking = uuid.uuid4()
     with db.begin() as conn:
         claim_calendar(conn.execute, provider_id)  # as every writer of a calendar must
-        conn.execute(text(
-            "INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version) "
-            "VALUES (:id, :p, (SELECT id FROM api_keys LIMIT 1), 'c', "
-            "tstzrange(:s, :e, '[)'), 'confirmed', 1)"),
-            {"id": booking, "p": provider_id, "s": "2030-01-14T09:00:00Z", "e": "2030-01-14T10:00:00Z"})
+        key_id = conn.scalar(text("SELECT id FROM api_keys LIMIT 1"))
+        booking = insert_booking(conn, provider_id, key_id, datetime(2030, 1, 14, 9, tzinfo=UTC),
+                                 datetime(2030, 1, 14, 10, tzinfo=UTC))
     return str(booking)
 
 

@@ -1,6 +1,5 @@
 """The database's final word and the optimistic lock, tested beneath the API."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from booking.fence import claim_calendar
 from booking.services import keys, providers, requests
+from tests import seeding
 from workers import decide
 
 ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
@@ -21,13 +21,10 @@ def make_provider(**fields):
     return providers.create_provider(values)
 
 
-def insert_booking(conn, provider_id, key_id, start, hours=1, status="confirmed"):
+def insert_booking(conn, provider_id, key_id, start, hours=1, status="confirmed", **seat):
     claim_calendar(conn.execute, provider_id)  # as every writer of a calendar must
-    conn.execute(text(
-        "INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version) "
-        "VALUES (:id, :p, :k, 'c', tstzrange(:s, :e, '[)'), :status, 1)"),
-        {"id": uuid.uuid4(), "p": provider_id, "k": key_id, "s": start,
-         "e": start + timedelta(hours=hours), "status": status})
+    return seeding.insert_booking(conn, provider_id, key_id, start, start + timedelta(hours=hours), status,
+                                  **seat)
 
 
 def test_sql_cannot_store_two_overlapping_confirmed_bookings(db):
@@ -37,8 +34,31 @@ def test_sql_cannot_store_two_overlapping_confirmed_bookings(db):
     with db.begin() as conn:
         insert_booking(conn, provider.id, key.id, start)
 
-    with pytest.raises(IntegrityError, match="bookings_no_overlap"), db.begin() as conn:
+    with pytest.raises(IntegrityError, match="sessions_no_overlap"), db.begin() as conn:
         insert_booking(conn, provider.id, key.id, start + timedelta(minutes=30))
+
+
+def test_sql_cannot_fill_a_session_past_its_capacity_nor_seat_a_customer_twice(db):
+    provider = make_provider()
+    key = keys.create_key("k", "client").api_key
+    start = datetime(2030, 1, 7, 9, tzinfo=UTC)
+    with db.begin() as conn:
+        for customer in ("a", "b"):
+            insert_booking(conn, provider.id, key.id, start, customer_id=customer, capacity=2)
+
+    with pytest.raises(IntegrityError, match="sessions_within_capacity"), db.begin() as conn:
+        insert_booking(conn, provider.id, key.id, start, customer_id="c", capacity=2)
+    with pytest.raises(IntegrityError, match="bookings_one_seat_per_customer"), db.begin() as conn:
+        claim_calendar(conn.execute, provider.id)
+        conn.execute(text("UPDATE bookings SET status = 'cancelled' WHERE customer_id = 'b'"))  # a seat is free
+        insert_booking(conn, provider.id, key.id, start, customer_id="a", capacity=2)
+    with db.begin() as conn:  # a cancelled seat is free again, for anyone
+        claim_calendar(conn.execute, provider.id)
+        conn.execute(text("UPDATE bookings SET status = 'cancelled' WHERE customer_id = 'b'"))
+        insert_booking(conn, provider.id, key.id, start, customer_id="c", capacity=2)
+        seats = conn.scalar(text("SELECT seats_taken FROM sessions WHERE provider_id = :p"),
+                            {"p": provider.id})
+    assert seats == 2
 
 
 def test_cancelled_and_adjacent_bookings_do_not_collide(db):

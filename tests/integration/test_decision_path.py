@@ -2,7 +2,6 @@
 fence on every writer, If-Match at decision time, and requests that fail to decide."""
 
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from booking.fence import StaleCalendar, claim_calendar
 from booking.services import keys, providers, requests
 from booking.services.errors import IfMatch
+from tests.seeding import insert_booking
 from tests.triggers import row_trigger
 from workers import decide
 
@@ -46,15 +46,15 @@ def booking_count(db, provider_id) -> int:
 def test_a_calendar_write_without_the_claim_is_refused_by_the_database(db):
     provider = make_provider()
     key = keys.create_key("k", "client").api_key
-    booking = {"id": uuid.uuid4(), "p": provider.id, "k": key.id, "s": in_two_days(), "e": in_two_days(1)}
-    insert = text("INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version) "
-                  "VALUES (:id, :p, :k, 'c', tstzrange(:s, :e, '[)'), 'confirmed', 1)")
+
+    def insert(conn):
+        insert_booking(conn, provider.id, key.id, in_two_days(), in_two_days(1))
 
     with pytest.raises(DBAPIError, match="without claiming"), db.begin() as conn:
-        conn.execute(insert, booking)
+        insert(conn)
     with db.begin() as conn:  # the same write, fenced, is fine
         claim_calendar(conn.execute, provider.id, provider.version)
-        conn.execute(insert, booking)
+        insert(conn)
 
     request = requests.submit_create(key, provider.id, "c", in_two_days(3), None, None)
     with pytest.raises(DBAPIError, match="without claiming"), db.begin() as conn:

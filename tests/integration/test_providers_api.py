@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from booking.fence import claim_calendar
 from tests.conftest import auth
+from tests.seeding import insert_booking
 from workers import decide
 
 TUESDAY = {"tuesday": [{"start": "09:00", "end": "12:00"}]}
@@ -26,13 +27,8 @@ def create(http, key, **fields):
 def confirmed_booking(db, provider_id, start, minutes=30):
     with db.begin() as conn:
         key_id = conn.scalar(text("SELECT id FROM api_keys LIMIT 1"))
-        booking_id = uuid.uuid4()
         claim_calendar(conn.execute, provider_id)  # as every writer of a calendar must
-        conn.execute(text(
-            "INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version) "
-            "VALUES (:id, :p, :k, 'c', tstzrange(:s, :e, '[)'), 'confirmed', 1)"),
-            {"id": booking_id, "p": provider_id, "k": key_id, "s": start,
-             "e": start + timedelta(minutes=minutes)})
+        booking_id = insert_booking(conn, provider_id, key_id, start, start + timedelta(minutes=minutes))
     return str(booking_id)
 
 

@@ -1,6 +1,7 @@
 """Calendar rules, alone: weekly hours in several zones, DST days, notice, advance,
 time off and the slot grid."""
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,9 +14,10 @@ from models.calendar import (
     check_grid,
     check_timing,
     day_slots,
-    free_slots,
     parse_weekly_schedule,
 )
+from models.decisions import KnownBooking, sessions_of
+from models.sessions import Calendar
 
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -142,9 +144,13 @@ def test_free_slots_leave_out_time_off_bookings_and_notice():
     time_off = [Interval(nine + timedelta(hours=1), nine + timedelta(hours=2))]
     booked = [Interval(nine + timedelta(minutes=30), nine + timedelta(minutes=60))]
 
-    slots = free_slots(calendar, day, now, time_off, booked)
+    sessions = sessions_of(uuid.UUID(int=0), [KnownBooking(uuid.uuid4(), b, "confirmed") for b in booked])
 
-    assert local_starts(slots, BERLIN) == ["11:00+0100", "11:30+0100"]
+    slots = Calendar(uuid.UUID(int=0), calendar, sessions, time_off).open_starts(
+        calendar.implicit_service(), day, now)
+
+    assert [remaining for _slot, remaining in slots] == [1, 1]
+    assert local_starts([slot for slot, _remaining in slots], BERLIN) == ["11:00+0100", "11:30+0100"]
 
 
 @pytest.mark.parametrize("schedule, day", [

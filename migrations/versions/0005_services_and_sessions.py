@@ -1,0 +1,177 @@
+"""Services, sessions and seats, date overrides.
+
+- `services` (soft-deleted, `revision` as ETag) and `provider_services` (what a
+  provider offers). A booking or request without `service_id` uses the provider's
+  implicit service (duration = step = slot_minutes, capacity 1).
+- `sessions` (provider, service, start): the appointment, the occupied interval with
+  buffers, the capacity, and `seats_taken`, which a trigger on bookings keeps. The
+  database's word against double booking moves here: no two sessions of a provider
+  with seats taken overlap (EXCLUDE), no session holds more than its capacity
+  (CHECK), and a customer takes one seat per session (unique index on bookings).
+  A session's id is md5(provider/service/start in epoch µs), as
+  models.sessions.session_id_for computes it, so writers need no round trip.
+- `providers.date_overrides`: {"YYYY-MM-DD": [{"start", "end"}]}, read with the
+  provider in the decision's one query.
+
+Every existing booking becomes a one-seat session of its provider's implicit service.
+Downgrade refuses while a session has more than one seat taken (the old constraint
+could not hold them).
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-25
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql as pg
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+SESSION_ID_SQL = ("md5({provider}::text || '/' || coalesce({service}::text, '') || '/' || "
+                  "((extract(epoch FROM {start}) * 1000000)::bigint)::text)::uuid")
+
+TAKE_SEATS = """
+CREATE FUNCTION booking_take_seats() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    old_live boolean := TG_OP <> 'INSERT' AND OLD.status IN ('pending', 'confirmed');
+    new_live boolean := TG_OP <> 'DELETE' AND NEW.status IN ('pending', 'confirmed');
+BEGIN
+    IF old_live AND new_live AND OLD.session_id = NEW.session_id THEN
+        RETURN NULL;  -- the seat stays where it was
+    END IF;
+    IF old_live THEN
+        UPDATE sessions SET seats_taken = seats_taken - 1 WHERE id = OLD.session_id;
+    END IF;
+    IF new_live THEN
+        UPDATE sessions SET seats_taken = seats_taken + 1 WHERE id = NEW.session_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+"""
+
+
+def upgrade() -> None:
+    _create_services()
+    op.add_column("providers", sa.Column("date_overrides", pg.JSONB, nullable=False,
+                                         server_default=sa.text("'{}'::jsonb")))
+    _create_sessions()
+    op.add_column("bookings", sa.Column("service_id", sa.Uuid, sa.ForeignKey("services.id")))
+    op.add_column("bookings", sa.Column("session_id", sa.Uuid, sa.ForeignKey("sessions.id")))
+    op.add_column("booking_requests", sa.Column("service_id", sa.Uuid, sa.ForeignKey("services.id")))
+    _move_bookings_into_sessions()
+    op.alter_column("bookings", "session_id", nullable=False)
+    op.execute("ALTER TABLE bookings DROP CONSTRAINT bookings_no_overlap")
+    op.execute("CREATE UNIQUE INDEX bookings_one_seat_per_customer ON bookings (session_id, customer_id) "
+               "WHERE status IN ('pending', 'confirmed')")
+    op.execute(TAKE_SEATS)
+    op.execute("CREATE TRIGGER bookings_take_seats AFTER INSERT OR DELETE OR UPDATE OF status, session_id "
+               "ON bookings FOR EACH ROW EXECUTE FUNCTION booking_take_seats()")
+    op.execute("CREATE TRIGGER sessions_require_claim BEFORE INSERT OR UPDATE OR DELETE ON sessions "
+               "FOR EACH ROW EXECUTE FUNCTION booking_require_calendar_claim()")
+
+
+def _create_services() -> None:
+    op.create_table(
+        "services",
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("duration_minutes", sa.Integer, nullable=False),
+        sa.Column("step_minutes", sa.Integer, nullable=False),
+        sa.Column("buffer_before_minutes", sa.Integer, nullable=False),
+        sa.Column("buffer_after_minutes", sa.Integer, nullable=False),
+        sa.Column("capacity", sa.Integer, nullable=False),
+        sa.Column("requires_confirmation", sa.Boolean, nullable=False),
+        sa.Column("daily_limit", sa.Integer),
+        sa.Column("weekly_limit", sa.Integer),
+        sa.Column("revision", sa.Integer, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("deleted_at", sa.DateTime(timezone=True)),
+        sa.CheckConstraint("duration_minutes BETWEEN 5 AND 1440 AND step_minutes BETWEEN 5 AND 1440",
+                           name="services_lengths"),
+        sa.CheckConstraint("buffer_before_minutes BETWEEN 0 AND 720 AND buffer_after_minutes BETWEEN 0 AND 720",
+                           name="services_buffers"),
+        sa.CheckConstraint("capacity BETWEEN 1 AND 1000", name="services_capacity"),
+        sa.CheckConstraint("coalesce(daily_limit, 1) >= 1 AND coalesce(weekly_limit, 1) >= 1",
+                           name="services_limits"),
+    )
+    op.create_index("services_created_at_id", "services", ["created_at", "id"])
+    op.create_table(
+        "provider_services",
+        sa.Column("provider_id", sa.Uuid, sa.ForeignKey("providers.id"), primary_key=True),
+        sa.Column("service_id", sa.Uuid, sa.ForeignKey("services.id"), primary_key=True),
+    )
+    op.create_index("provider_services_service", "provider_services", ["service_id"])
+
+
+def _create_sessions() -> None:
+    op.create_table(
+        "sessions",
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("provider_id", sa.Uuid, sa.ForeignKey("providers.id"), nullable=False),
+        sa.Column("service_id", sa.Uuid, sa.ForeignKey("services.id")),
+        sa.Column("start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("period", pg.TSTZRANGE, nullable=False),
+        sa.Column("occupied", pg.TSTZRANGE, nullable=False),
+        sa.Column("capacity", sa.Integer, nullable=False),
+        sa.Column("seats_taken", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.CheckConstraint("seats_taken >= 0 AND seats_taken <= capacity", name="sessions_within_capacity"),
+        sa.CheckConstraint("capacity >= 1", name="sessions_capacity_positive"),
+        sa.CheckConstraint("lower(period) = start AND occupied @> period AND NOT isempty(period) "
+                           "AND NOT upper_inf(occupied) AND NOT lower_inf(occupied)",
+                           name="sessions_shape"),
+    )
+    op.execute("ALTER TABLE sessions ADD CONSTRAINT sessions_key UNIQUE NULLS NOT DISTINCT "
+               "(provider_id, service_id, start)")
+    # The database's final word: sessions of a provider with seats taken never overlap.
+    op.execute("ALTER TABLE sessions ADD CONSTRAINT sessions_no_overlap "
+               "EXCLUDE USING gist (provider_id WITH =, occupied WITH &&) WHERE (seats_taken > 0)")
+
+
+def _move_bookings_into_sessions() -> None:
+    """Each existing booking joins the one-seat implicit session at its start; the
+    triggers that guard calendars are paused for this one-off rewrite."""
+    session_id = SESSION_ID_SQL.format(provider="b.provider_id", service="NULL", start="lower(b.period)")
+    op.execute(f"""
+        INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity, seats_taken)
+        SELECT DISTINCT ON (b.provider_id, lower(b.period))
+               {session_id}, b.provider_id, NULL, lower(b.period), b.period, b.period, 1,
+               count(*) FILTER (WHERE b.status = 'confirmed')
+                   OVER (PARTITION BY b.provider_id, lower(b.period))
+          FROM bookings b
+         ORDER BY b.provider_id, lower(b.period), (b.status = 'confirmed') DESC, b.updated_at DESC
+    """)
+    op.execute("ALTER TABLE bookings DISABLE TRIGGER bookings_require_claim")
+    op.execute(f"UPDATE bookings b SET session_id = {session_id}")
+    op.execute("ALTER TABLE bookings ENABLE TRIGGER bookings_require_claim")
+
+
+def downgrade() -> None:
+    op.execute("""
+        DO $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM sessions WHERE seats_taken > 1) THEN
+                RAISE EXCEPTION 'sessions with more than one seat taken cannot be downgraded; '
+                                'cancel the extra seats first';
+            END IF;
+        END $$""")
+    op.execute("DROP TRIGGER sessions_require_claim ON sessions")
+    op.execute("DROP TRIGGER bookings_take_seats ON bookings")
+    op.execute("DROP FUNCTION booking_take_seats()")
+    op.execute("DROP INDEX bookings_one_seat_per_customer")
+    op.execute("ALTER TABLE bookings ADD CONSTRAINT bookings_no_overlap "
+               "EXCLUDE USING gist (provider_id WITH =, period WITH &&) WHERE (status = 'confirmed')")
+    op.drop_column("booking_requests", "service_id")
+    op.drop_column("bookings", "session_id")
+    op.drop_column("bookings", "service_id")
+    op.drop_table("sessions")
+    op.drop_column("providers", "date_overrides")
+    op.drop_table("provider_services")
+    op.drop_table("services")
