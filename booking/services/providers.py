@@ -25,9 +25,11 @@ from models.calendar import (
     Interval,
     ServiceRules,
     check_grid,
+    local_dates,
     local_week,
     parse_date_overrides,
     parse_weekly_schedule,
+    working_windows,
 )
 from models.sessions import Calendar
 from models.sessions import Session as RuleSession
@@ -117,7 +119,7 @@ def _update_provider_once(provider_id, changes, if_match: IfMatch | None) -> Pro
             setattr(provider, name, value)
         provider.revision = provider.revision + 1
         provider.updated_at = func.now()
-        stranded = _stranded_bookings(session, provider)  # autoflushes the one UPDATE
+        stranded = stranded_bookings(session, provider)  # autoflushes the one UPDATE
         if stranded:
             raise Conflict("The change would strand future confirmed bookings.",
                            bookings=[str(b.id) for b in stranded])
@@ -126,21 +128,29 @@ def _update_provider_once(provider_id, changes, if_match: IfMatch | None) -> Pro
     return provider
 
 
-def _future_confirmed(session: Session, provider_id: uuid.UUID) -> list[Booking]:
+def _future_live(session: Session, provider_id: uuid.UUID) -> list[Booking]:
     return list(session.scalars(
-        select(Booking).where(Booking.provider_id == provider_id, Booking.status == "confirmed",
+        select(Booking).where(Booking.provider_id == provider_id, Booking.status.in_(LIVE_STATUSES),
                               func.upper(Booking.period) > func.now())
         .order_by(func.lower(Booking.period))
     ))
 
 
-def _stranded_bookings(session: Session, provider: Provider) -> list[Booking]:
+def stranded_bookings(session: Session, provider: Provider) -> list[Booking]:
+    """The future bookings that the provider's calendar as now written (hours, date
+    overrides, slot length) would no longer hold."""
     rules = calendar_rules(provider)
-    return [
-        booking for booking in _future_confirmed(session, provider.id)
-        if check_grid(rules, booking.period.lower) is not None
-        or booking.period.upper - booking.period.lower != rules.slot_length
-    ]
+    return [booking for booking in _future_live(session, provider.id) if not _still_held(rules, booking)]
+
+
+def _still_held(rules: CalendarRules, booking: Booking) -> bool:
+    appointment = as_interval(booking.period)
+    if booking.service_id is None:  # the implicit service: on the provider's grid, of its length
+        return (check_grid(rules, appointment.start) is None
+                and appointment.end - appointment.start == rules.slot_length)
+    # A service's bookings keep the interval they were given, whatever the service now says.
+    return any(window.start <= appointment.start and appointment.end <= window.end
+               for day in local_dates(rules, appointment) for window in working_windows(rules, day))
 
 
 def add_time_off(provider_id: uuid.UUID, start: datetime, end: datetime,
@@ -161,7 +171,7 @@ def _add_time_off_once(provider_id, start, end, reason) -> TimeOff:
         _claim(session, provider)  # first: no booking can be decided into it meanwhile
         clashes = list(session.scalars(
             select(Booking.id).where(Booking.provider_id == provider_id,
-                                     Booking.status == "confirmed", Booking.period.overlaps(period))
+                                     Booking.status.in_(LIVE_STATUSES), Booking.period.overlaps(period))
         ))
         if clashes:
             raise Conflict("The time off overlaps confirmed bookings.",

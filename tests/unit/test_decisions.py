@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from models.calendar import CalendarRules, Interval, parse_weekly_schedule
+from models.calendar import CalendarRules, Interval, ServiceRules, parse_weekly_schedule
 from models.decisions import BatchDecider, KnownBooking, PendingRequest
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -80,3 +80,58 @@ def test_time_off_rejects_and_unknown_booking_is_reported():
 def test_utc_and_local_spellings_of_one_instant_collide():
     decisions = decider().decide_all([create(NINE), create(NINE.astimezone(UTC))])
     assert decisions[1].rejection.code == "slot_unavailable"
+
+
+# --- services: buffers, seats, limits --------------------------------------------
+
+CLASS = ServiceRules(uuid.uuid4(), duration_minutes=60, step_minutes=60, capacity=2, daily_limit=3)
+CLEAN_UP = ServiceRules(uuid.uuid4(), duration_minutes=30, step_minutes=30, buffer_after_minutes=30)
+
+
+def create_of(service, start, customer):
+    return PendingRequest(uuid.uuid4(), "create", NOW, start=start, customer_id=customer, service=service)
+
+
+def codes(decisions):
+    return [d.rejection.code if d.rejection else "ok" for d in decisions]
+
+
+def test_a_class_seats_each_customer_once_up_to_its_capacity():
+    decisions = decider().decide_all([create_of(CLASS, NINE, "ann"), create_of(CLASS, NINE, "ann"),
+                                      create_of(CLASS, NINE, "bob"), create_of(CLASS, NINE, "cy")])
+
+    assert codes(decisions) == ["ok", "already_booked", "ok", "slot_unavailable"]
+    assert decisions[0].session is decisions[2].session
+
+
+def test_a_buffer_keeps_the_next_session_away_but_may_fall_outside_hours():
+    last = NINE + timedelta(hours=2, minutes=30)  # 11:30-12:00, its buffer runs to 12:30
+    decisions = decider().decide_all([create_of(CLEAN_UP, NINE, "a"),
+                                      create(NINE + timedelta(minutes=30)),
+                                      create(NINE + timedelta(minutes=60)),
+                                      create_of(CLEAN_UP, last, "b")])
+
+    assert codes(decisions) == ["ok", "slot_unavailable", "ok", "ok"]
+
+
+def test_a_daily_limit_counts_seats_of_the_service_on_that_local_day():
+    later = NINE + timedelta(hours=1)
+    decisions = decider().decide_all([create_of(CLASS, NINE, "a"), create_of(CLASS, NINE, "b"),
+                                      create_of(CLASS, later, "c"), create_of(CLASS, later, "d")])
+
+    assert codes(decisions) == ["ok", "ok", "ok", "limit_reached"]
+
+
+def test_a_service_no_longer_offered_is_refused_and_a_move_changes_seats():
+    gone = ServiceRules(CLASS.id, 60, 60, capacity=2, offered=False)
+    seated = decider().decide_all([create_of(CLASS, NINE, "a")])[0]
+    booking = KnownBooking(seated.booking_id, seated.session.appointment, "confirmed", 1, "a", CLASS.id)
+    session = seated.session
+    move = PendingRequest(uuid.uuid4(), "reschedule", NOW, start=NINE + timedelta(hours=1),
+                          booking_id=booking.id, customer_id="a", service=CLASS)
+
+    decisions = BatchDecider(RULES, [booking], [], NOW, sessions=[session]).decide_all(
+        [create_of(gone, NINE, "b"), move, create_of(CLASS, NINE, "c"), create_of(CLASS, NINE, "d")])
+
+    assert codes(decisions) == ["service_not_offered", "ok", "ok", "ok"]
+    assert decisions[1].session.appointment.start == NINE + timedelta(hours=1)
