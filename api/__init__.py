@@ -78,11 +78,21 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from api.resources import api_keys, booking_requests, bookings, health, providers, webhooks
+    from api.resources import (
+        api_keys,
+        booking_requests,
+        bookings,
+        date_overrides,
+        health,
+        providers,
+        services,
+        webhooks,
+    )
 
     for schema, rules in WHOLE_SCHEMA_RULES.items():  # before any view refers to them
         api.spec.components.schema(schema.__name__, rules, schema=schema)
-    for module in (health, providers, bookings, booking_requests, api_keys, webhooks):
+    for module in (health, providers, date_overrides, services, bookings, booking_requests, api_keys,
+                   webhooks):
         api.register_blueprint(module.blp)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from booking.representations import local, present_booking, present_request  # noqa: F401 - re-exported
-from models import ApiKey, Provider, TimeOff
+from models import ApiKey, Provider, Service, TimeOff
 
 
 def present_provider(provider: Provider) -> dict:
@@ -11,8 +11,19 @@ def present_provider(provider: Provider) -> dict:
     return {**{name: getattr(provider, name) for name in (
         "id", "name", "timezone", "slot_minutes", "weekly_schedule", "min_notice_minutes",
         "max_advance_days")},
+        "service_ids": [service.id for service in provider.services],
         "version": provider.revision,  # the provider's own version (its ETag), not the calendar's
         "created_at": local(provider.created_at, zone), "updated_at": local(provider.updated_at, zone)}
+
+
+SERVICE_FIELDS = ("id", "name", "duration_minutes", "step_minutes", "buffer_before_minutes",
+                  "buffer_after_minutes", "capacity", "requires_confirmation", "daily_limit", "weekly_limit")
+
+
+def present_service(service: Service) -> dict:
+    """A service belongs to no provider, so to no zone: its times are shown in UTC."""
+    return {**{name: getattr(service, name) for name in SERVICE_FIELDS},
+            "created_at": local(service.created_at, "UTC"), "updated_at": local(service.updated_at, "UTC")}
 
 
 def present_time_off(time_off: TimeOff, zone: str) -> dict:

@@ -203,6 +203,11 @@ def validate_timezone(name: str) -> None:
         raise ValidationError("Not an IANA time zone name.") from error
 
 
+MAX_OFFERED_SERVICES = 1000
+SERVICE_IDS_DOC = {"description": "The services the provider offers: ids of existing services "
+                                  "(not deleted). A repeated id counts once."}
+
+
 class ProviderIn(Schema):
     name = fields.String(required=True, validate=TEXT)
     timezone = fields.String(required=True, validate=validate_timezone, metadata=TIMEZONE_DOC)
@@ -211,6 +216,8 @@ class ProviderIn(Schema):
     min_notice_minutes = fields.Integer(strict=True, load_default=0,
                                         validate=validate.Range(0, MINUTES_PER_YEAR))
     max_advance_days = fields.Integer(strict=True, load_default=365, validate=validate.Range(1, 3650))
+    service_ids = fields.List(Id(), load_default=list, validate=validate.Length(max=MAX_OFFERED_SERVICES),
+                              metadata=SERVICE_IDS_DOC)
 
     @validates("weekly_schedule")
     def validate_schedule(self, value, **_kwargs) -> None:
@@ -230,16 +237,13 @@ class ProviderPatch(ProviderIn):
     weekly_schedule = WeeklySchedule()
     min_notice_minutes = fields.Integer(strict=True, validate=validate.Range(0, MINUTES_PER_YEAR))
     max_advance_days = fields.Integer(strict=True, validate=validate.Range(1, 3650))
+    service_ids = fields.List(Id(), validate=validate.Length(max=MAX_OFFERED_SERVICES), metadata={
+        "description": SERVICE_IDS_DOC["description"] + " Replaces the list."})
 
     @validates_schema
     def not_empty(self, data, **_kwargs) -> None:
         if not data:
             raise ValidationError("Give at least one field to change.")
-
-
-# Rules on a whole schema that apispec has no marshmallow spelling for, registered with
-# their schemas in the app factory so that the document states them too.
-WHOLE_SCHEMA_RULES = {ProviderPatch: {"minProperties": 1}}
 
 
 class ProviderOut(Schema):
@@ -250,6 +254,7 @@ class ProviderOut(Schema):
     weekly_schedule = fields.Dict()
     min_notice_minutes = fields.Integer()
     max_advance_days = fields.Integer()
+    service_ids = fields.List(fields.UUID())
     version = fields.Integer()
     created_at = fields.DateTime(format="iso")
     updated_at = fields.DateTime(format="iso")
@@ -293,6 +298,8 @@ class SlotsQuery(Schema):
                                               "date, or both from and to."})
     from_ = Instant(data_key="from")
     to = Instant(metadata={"description": "After from, at most 31 days later."})
+    service_id = Id(metadata={"description": "A service the provider offers; default: its "
+                                             "implicit one (slot_minutes long, one seat)."})
 
     @validates_schema
     def one_way(self, data, **_kwargs) -> None:
@@ -311,10 +318,12 @@ class SlotsQuery(Schema):
 class SlotOut(Schema):
     start = fields.DateTime(format="iso")
     end = fields.DateTime(format="iso")
+    remaining = fields.Integer(metadata={"description": "Free seats (1 for a one-seat service)."})
 
 
 class SlotsOut(Schema):
     provider_id = fields.UUID()
+    service_id = fields.UUID(allow_none=True, metadata={"description": "null: the implicit service."})
     timezone = fields.String()
     slots = fields.List(fields.Nested(SlotOut))
 
@@ -329,6 +338,8 @@ class BookingIn(Schema):
     provider_id = Id(required=True, metadata={"description": "An existing provider's id."})
     customer_id = fields.String(required=True, validate=TEXT)
     start = Instant(required=True)
+    service_id = Id(allow_none=True, metadata={
+        "description": "A service the provider offers; absent or null: its implicit one."})
     callback_url = CALLBACK_URL
 
 
@@ -457,6 +468,80 @@ class RotatedSecret(Schema):
     id = fields.UUID()
     webhook_secret = fields.String(metadata={"description": "Shown only once."})
     previous_secret_expires_at = fields.DateTime(format="iso")
+
+
+# --- services -----------------------------------------------------------------
+
+LENGTH_MINUTES = validate.Range(5, 24 * 60)
+BUFFER_MINUTES = validate.Range(0, 12 * 60)
+MAX_LIMIT = 1_000_000  # a seat count PostgreSQL's integer holds with room to spare
+
+
+def limit_field(period: str, **kwargs) -> fields.Integer:
+    return fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, MAX_LIMIT), metadata={
+        "description": f"At most this many seats of the service per provider and {period}; "
+                       "null: no limit."}, **kwargs)
+
+
+class ServiceIn(Schema):
+    name = fields.String(required=True, validate=TEXT)
+    duration_minutes = fields.Integer(strict=True, required=True, validate=LENGTH_MINUTES)
+    step_minutes = fields.Integer(strict=True, validate=LENGTH_MINUTES, metadata={
+        "description": "Minutes between candidate starts, from the start of each working "
+                       "interval. Default: duration_minutes."})
+    buffer_before_minutes = fields.Integer(strict=True, load_default=0, validate=BUFFER_MINUTES)
+    buffer_after_minutes = fields.Integer(strict=True, load_default=0, validate=BUFFER_MINUTES)
+    capacity = fields.Integer(strict=True, load_default=1, validate=validate.Range(1, 1000),
+                              metadata={"description": "Seats in one session (1: one booking per start)."})
+    requires_confirmation = StrictBoolean(load_default=False, metadata={
+        "description": "Bookings start `pending` until an admin confirms them."})
+    daily_limit = limit_field("provider-local date", load_default=None)
+    weekly_limit = limit_field("ISO week (Monday to Sunday)", load_default=None)
+
+
+class ServicePatch(ServiceIn):
+    class Meta:
+        partial = True
+
+    name = fields.String(validate=TEXT)
+    duration_minutes = fields.Integer(strict=True, validate=LENGTH_MINUTES)
+    step_minutes = fields.Integer(strict=True, validate=LENGTH_MINUTES)
+    buffer_before_minutes = fields.Integer(strict=True, validate=BUFFER_MINUTES)
+    buffer_after_minutes = fields.Integer(strict=True, validate=BUFFER_MINUTES)
+    capacity = fields.Integer(strict=True, validate=validate.Range(1, 1000))
+    requires_confirmation = StrictBoolean()
+    daily_limit = limit_field("provider-local date")
+    weekly_limit = limit_field("ISO week (Monday to Sunday)")
+
+    @validates_schema
+    def not_empty(self, data, **_kwargs) -> None:
+        if not data:
+            raise ValidationError("Give at least one field to change.")
+
+
+class ServiceOut(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    duration_minutes = fields.Integer()
+    step_minutes = fields.Integer()
+    buffer_before_minutes = fields.Integer()
+    buffer_after_minutes = fields.Integer()
+    capacity = fields.Integer()
+    requires_confirmation = fields.Boolean()
+    daily_limit = fields.Integer(allow_none=True)
+    weekly_limit = fields.Integer(allow_none=True)
+    created_at = fields.DateTime(format="iso")
+    updated_at = fields.DateTime(format="iso")
+
+
+class ServicePage(Schema):
+    items = fields.List(fields.Nested(ServiceOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+# Rules on a whole schema that apispec has no marshmallow spelling for, registered with
+# their schemas in the app factory so that the document states them too.
+WHOLE_SCHEMA_RULES = {ProviderPatch: {"minProperties": 1}, ServicePatch: {"minProperties": 1}}
 
 
 # --- API keys -----------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The ceiling: pgbench (shipped with the embedded PostgreSQL) running the pipeline's
 own SQL per booking, 8 clients: the accept statement, then the decision transaction
-(batch and calendar reads, version claim, booking insert, request update). No Python
+(batch and calendar reads, version claim, session upsert, booking insert, request update). No Python
 anywhere in the loop."""
 
 from __future__ import annotations
@@ -34,23 +34,36 @@ SELECT r.*, p.version, p.timezone, p.weekly_schedule,
        EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.api_key_id = r.api_key_id OR e.all_clients)
   FROM booking_requests r JOIN providers p ON p.id = r.provider_id
   WHERE r.provider_id = ':pid'::uuid AND r.status = 'queued' ORDER BY r.seq LIMIT 200;
-SELECT 'booking', id, period, status FROM bookings
-  WHERE provider_id = ':pid'::uuid AND status = 'confirmed'
-    AND period && tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',
-                            date_trunc('hour', now()) + (:slot + 1) * interval '30 minutes', '[)')
+SELECT 'session', s.id, s.occupied, s.capacity,
+       ARRAY(SELECT b.customer_id FROM bookings b
+              WHERE b.session_id = s.id AND b.status IN ('pending', 'confirmed'))
+  FROM sessions s
+  WHERE s.provider_id = ':pid'::uuid AND s.seats_taken > 0
+    AND s.occupied && tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',
+                                date_trunc('hour', now()) + (:slot + 1) * interval '30 minutes', '[)')
 UNION ALL
-SELECT 'time_off', id, period, NULL FROM time_off
+SELECT 'time_off', id, period, NULL, NULL FROM time_off
   WHERE provider_id = ':pid'::uuid
     AND period && tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',
                             date_trunc('hour', now()) + (:slot + 1) * interval '30 minutes', '[)');
 UPDATE providers SET version = version + 1, calendar_claimed_by = pg_current_xact_id()
   WHERE id = ':pid'::uuid;
-INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version)
-  VALUES (gen_random_uuid(), ':pid'::uuid, ':key'::uuid, 'pgbench',
-          tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',
-                    date_trunc('hour', now()) + (:slot + 1) * interval '30 minutes', '[)'),
-          'confirmed', 1)
-  ON CONFLICT DO NOTHING;
+SELECT md5(':pid/' || '/' || ((extract(epoch FROM date_trunc('hour', now()) + :slot * interval '30 minutes')
+                                * 1000000)::bigint)::text)::uuid AS sid,
+       tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',
+                 date_trunc('hour', now()) + (:slot + 1) * interval '30 minutes', '[)') AS period \gset
+INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity)
+  VALUES (':sid'::uuid, ':pid'::uuid, NULL, lower(':period'::tstzrange), ':period'::tstzrange,
+          ':period'::tstzrange, 1)
+  ON CONFLICT (id) DO UPDATE SET period = EXCLUDED.period, occupied = EXCLUDED.occupied,
+                                 capacity = EXCLUDED.capacity
+  WHERE sessions.seats_taken = 0;
+-- The claim above serializes a provider's transactions, so a full session is seen here.
+INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, session_id, period, status,
+                      version)
+  SELECT gen_random_uuid(), ':pid'::uuid, ':key'::uuid, 'pgbench', NULL, ':sid'::uuid,
+         ':period'::tstzrange, 'confirmed', 1
+  WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE id = ':sid'::uuid AND seats_taken >= capacity);
 UPDATE booking_requests SET status = 'succeeded', decided_at = now()
   WHERE id = ':rid'::uuid AND status = 'queued';
 END;

@@ -9,6 +9,8 @@ SPIKE_COLUMNS = {  # the burst has figures of its own (benchmarks/spike.py)
                  "fcfs_violations", "errors", "double_bookings"),
     "sync-locked": ("p50_ms", "p99_ms", "decided_per_s", "errors", "double_bookings"),
 }
+SEATS_COLUMNS = ("succeeded", "over_capacity", "seats_taken", "full_sessions", "seats_taken_drift",
+                 "fcfs_violations", "double_bookings", "outcomes")
 COLUMNS = ("accepted_per_s", "decided_per_s", "p50_ms", "p95_ms", "p99_ms", "double_bookings", "rss_mb",
            "cpu_ms")  # cpu_ms: CPU per decided booking, all processes (cpu_ms_per_decision in the JSON)
 
@@ -51,8 +53,19 @@ def goals(report: dict) -> list[tuple[str, object, str]]:
          scenarios.get("waiters", {}).get(pipeline, {}).get("healthz_p99_ms"), "< 100"),
         ("pipeline waiters submit p99 (ms)",
          scenarios.get("waiters", {}).get(pipeline, {}).get("submit_p99_ms"), "< 100"),
+        ("pipeline seats: sessions over capacity",
+         scenarios.get("seats", {}).get(pipeline, {}).get("over_capacity"), "== 0"),
+        ("pipeline seats: seats booked",
+         scenarios.get("seats", {}).get(pipeline, {}).get("succeeded"), f"== {_seats_bookable(report)}"),
+        ("pipeline seats FCFS violations",
+         scenarios.get("seats", {}).get(pipeline, {}).get("fcfs_violations"), "== 0"),
         ("pipeline double bookings (all)", sum(d or 0 for d in doubles), "== 0"),
     ]
+
+
+def _seats_bookable(report: dict) -> str:
+    seats = report.get("settings", {}).get("seats", {})
+    return f"{seats['sessions'] * seats['capacity']:,}" if seats else "sessions x capacity"
 
 
 def _spike_p99_ratio(spike: dict) -> float | None:
@@ -73,6 +86,11 @@ def print_table(report: dict) -> None:
             cells = " ".join(f"{_cell(cpu if c == 'cpu_ms' else figures.get(c)):>15}" for c in COLUMNS)
             print(f"{scenario:<12} {system:<12} {cells}")
     _print_spike(report["scenarios"].get("spike", {}))
+    seats = report["scenarios"].get("seats", {}).get("pipeline")
+    if seats:
+        print("\nseats (more customers than seats, one per create; over_capacity: sessions whose live "
+              "bookings exceed their capacity, counted in SQL):\n  "
+              + "  ".join(f"{k} {_cell(seats.get(k))}" for k in SEATS_COLUMNS))
     waiters = report["scenarios"].get("waiters", {}).get("pipeline")
     if waiters:
         print("\nwaiters (concurrent long-polls; p99 of /healthz and submits while they wait, and of "

@@ -4,8 +4,9 @@ back; a table on stdout, bench-results/latest.json and bench-results/latest.png.
 Systems: ceiling (pgbench, the pipeline's SQL per booking), sync-naive, sync-locked
 (benchmarks/sync_app.py), pipeline (this service: POST -> 202 -> long-poll).
 Scenarios: uniform, hot, contended, scale (uniform over 1M preloaded bookings),
-uniform with 1 and 2 worker processes, and spike (a burst of 5,000 creates for one
-provider's 500 slots from 200 connections: benchmarks/spike.py)."""
+uniform with 1 and 2 worker processes, spike (a burst of 5,000 creates for one
+provider's 500 slots from 200 connections: benchmarks/spike.py), seats (30 customers
+for each of one provider's 100 sessions of 20 seats, through the pipeline) and waiters."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from benchmarks import data, spike
 from benchmarks.ceiling import run_ceiling
 from benchmarks.load import Run, closed_loop, guarded, open_loop
-from benchmarks.report import print_table, write_chart
+from benchmarks.report import SEATS_COLUMNS, print_table, write_chart
 from benchmarks.systems import (
     CpuMeter,
     PeakRss,
@@ -59,9 +60,11 @@ class Bench:
         say(f"  {scenario:<12} {system:<15} decided/s {result['decided_per_s']:>8}  "
             f"p99 {result.get('p99_ms')} ms  double {result.get('double_bookings')}  "
             f"CPU ms/decision {result.get('cpu_ms_per_decision')}")
+        if "over_capacity" in result:
+            say(f"  {'':<12} {'':<15} " + "  ".join(f"{k} {result.get(k)}" for k in SEATS_COLUMNS))
 
     def setup(self, scenario: str, preload: int = 0):
-        one_provider = scenario in ("hot", "contended", "spike")
+        one_provider = scenario in ("hot", "contended", "spike", "seats")
         key, key_id, providers = data.reset(self.engine, 1 if one_provider else 1000)
         if preload:
             say(f"preloading {preload:,} bookings ...")
@@ -90,16 +93,18 @@ class Bench:
 
     def pipeline(self, scenario: str, key: str, providers: list[str], total: int,
                  processes: int = 2, system: str = "pipeline", half_load: bool = False,
-                 prefer_wait: bool = False) -> None:
+                 prefer_wait: bool = False, body_for=None, seated: bool = False) -> None:
         data.clear_run(self.engine)
         web, url = start_web("api:create_app()", self.env, self.log_dir)
         workers = start_workers(self.env, self.log_dir, processes)
         headers = {"Authorization": f"Bearer {key}"}
-        job = pipeline_job(data.requests_for(scenario, providers), prefer_wait)
+        job = pipeline_job(data.requests_for(scenario, providers), prefer_wait, body_for)
         try:
             with PeakRss([web, workers]) as rss, CpuMeter() as cpu:
                 run = closed_loop(url, job, CLIENTS, total, headers)
-            result = figures(run, data.double_bookings(self.engine, "bookings"), rss.peak, cpu)
+            result = figures(run, data.double_bookings(self.engine, "bookings", seated), rss.peak, cpu)
+            if seated:
+                result.update(succeeded=run.outcomes.get("succeeded", 0), **data.seat_figures(self.engine))
             if half_load:
                 data.clear_run(self.engine)
                 rate = run.decided_per_s() / 2
@@ -113,6 +118,14 @@ class Bench:
             web.stop()
             workers.stop()
         self.record(scenario, system, result)
+
+    def seats_pipeline(self, key: str, provider_id: str) -> None:
+        """SEATS_REQUESTS creates of a seated service, each a customer of its own, for the
+        provider's SEATS_SESSIONS sessions (shuffled), closed loop like `uniform`; then
+        the sessions' live bookings counted against their capacity in SQL."""
+        service_id = data.add_seated_service(self.engine, provider_id)
+        self.pipeline("seats", key, [provider_id], data.SEATS_REQUESTS,
+                      body_for=data.seat_body(service_id), seated=True)
 
     def spike_pipeline(self, key: str, provider_id: str) -> None:
         """The burst, submitted only; then wait for the queue to drain and check the history."""
@@ -207,6 +220,11 @@ def run_all(bench: Bench, args) -> None:
         key, _, providers = bench.setup("spike")
         bench.spike_pipeline(key, providers[0])
         bench.spike_sync(providers[0])
+    if not wanted or "seats" in wanted:
+        say(f"scenario seats: {data.SEATS_PER_SESSION} customers for each of {data.SEATS_SESSIONS} "
+            f"sessions of {data.SEATS_CAPACITY} seats ({data.SEATS_REQUESTS:,} creates)")
+        key, _, providers = bench.setup("seats")
+        bench.seats_pipeline(key, providers[0])
     if not wanted or "waiters" in wanted:
         say("scenario waiters: 1,000 concurrent long-polls (?wait=30) on queued requests")
         key, _, providers = bench.setup("waiters")  # 1,000 providers: short decision transactions
@@ -221,7 +239,8 @@ def main(argv=None) -> int:
     parser.add_argument("--half-load-seconds", type=float, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--only", nargs="*",
-                        choices=("uniform", "hot", "contended", "scale", "workers", "spike", "waiters"),
+                        choices=("uniform", "hot", "contended", "scale", "workers", "spike", "seats",
+                                 "waiters"),
                         help="run only these scenarios (while iterating; the goals need them all)")
     args = parser.parse_args(argv)
     began = time.monotonic()
@@ -232,6 +251,8 @@ def main(argv=None) -> int:
               "settings": {"clients": CLIENTS, "requests_per_run": args.requests,
                            "spike": {"requests": data.SPIKE_REQUESTS, "slots": data.SPIKE_SLOTS,
                                      "connections": spike.SPIKE_CONNECTIONS},
+                           "seats": {"sessions": data.SEATS_SESSIONS, "capacity": data.SEATS_CAPACITY,
+                                     "customers_per_session": data.SEATS_PER_SESSION},
                            "preloaded_bookings": args.preload, "seconds": round(time.monotonic() - began)}}
     args.out.mkdir(exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(report, indent=2))

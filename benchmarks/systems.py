@@ -155,15 +155,17 @@ def sync_job(request_for):
     return job
 
 
-def pipeline_job(request_for, prefer_wait: bool = False):
+def pipeline_job(request_for, prefer_wait: bool = False, body_for=None):
     """POST /v1/bookings (202), then long-poll until decided; with `prefer_wait`, the
-    POST itself waits (`Prefer: wait=30`) and the GET is needed only on a timeout."""
+    POST itself waits (`Prefer: wait=30`) and the GET is needed only on a timeout.
+    `body_for(index)`: fields added to (or replacing) the create's body."""
     headers = {"Prefer": "wait=30"} if prefer_wait else {}
 
     def job(client: Client, index: int):
         provider_id, start = request_for(index)
         accepted = client.post("/v1/bookings", headers=headers, json={
-            "provider_id": provider_id, "customer_id": "bench", "start": start})
+            "provider_id": provider_id, "customer_id": "bench", "start": start,
+            **(body_for(index) if body_for else {})})
         accepted_at = time.monotonic()
         if accepted.status_code != 202:
             return accepted_at, accepted_at, f"http {accepted.status_code}"

@@ -13,7 +13,11 @@ from models import Booking, BookingRequest
 
 # What a rejected or failed request's `reason.code` can be.
 REASON_CODES = ("slot_unavailable", "outside_working_hours", "not_on_slot_grid", "time_off", "too_soon",
-                "too_far", "booking_not_found", "booking_cancelled", "booking_changed", "internal_error")
+                "too_far", "booking_not_found", "booking_cancelled", "booking_changed", "limit_reached",
+                "already_booked", "service_not_offered", "internal_error")
+
+
+IMPLICIT_SERVICE_DOC = {"description": "null: the provider's implicit service."}
 
 
 def local(instant: datetime | None, zone: str) -> datetime | None:
@@ -24,6 +28,7 @@ def present_booking(booking: Booking) -> dict:
     zone = booking.provider.timezone
     return {
         "id": booking.id, "provider_id": booking.provider_id, "customer_id": booking.customer_id,
+        "service_id": booking.service_id,
         "start": local(booking.period.lower, zone), "end": local(booking.period.upper, zone),
         "status": booking.status, "cancel_reason": booking.cancel_reason, "version": booking.version,
         "created_at": local(booking.created_at, zone), "updated_at": local(booking.updated_at, zone),
@@ -40,7 +45,8 @@ def present_request(request: BookingRequest) -> dict:
     return {
         "id": request.id, "kind": request.kind, "status": request.status,
         "provider_id": request.provider_id, "booking_id": request.booking_id,
-        "customer_id": request.customer_id, "start": local(request.start, zone),
+        "customer_id": request.customer_id, "service_id": request.service_id,
+        "start": local(request.start, zone),
         "callback_url": request.callback_url, "reason": reason,
         "booking": present_booking(booking) if booking is not None else None,
         "created_at": local(request.created_at, zone), "decided_at": local(request.decided_at, zone),
@@ -51,9 +57,10 @@ class BookingOut(Schema):
     id = fields.UUID()
     provider_id = fields.UUID()
     customer_id = fields.String()
+    service_id = fields.UUID(allow_none=True, metadata=IMPLICIT_SERVICE_DOC)
     start = fields.DateTime(format="iso")
     end = fields.DateTime(format="iso")
-    status = fields.String(metadata={"enum": ["confirmed", "cancelled"]})
+    status = fields.String(metadata={"enum": ["pending", "confirmed", "declined", "cancelled"]})
     cancel_reason = fields.String(allow_none=True)
     version = fields.Integer()
     created_at = fields.DateTime(format="iso")
@@ -72,6 +79,7 @@ class RequestOut(Schema):
     provider_id = fields.UUID()
     booking_id = fields.UUID(allow_none=True)
     customer_id = fields.String(allow_none=True)
+    service_id = fields.UUID(allow_none=True, metadata=IMPLICIT_SERVICE_DOC)
     start = fields.DateTime(format="iso", allow_none=True)
     callback_url = fields.String(allow_none=True)
     reason = fields.Nested(ReasonOut, allow_none=True)

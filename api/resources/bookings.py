@@ -76,10 +76,11 @@ class Bookings(MethodView):
     @blp.response(202, RequestOut)
     @document_problems(blp, *ACCEPTED_PROBLEMS)
     def post(self, headers, body):
-        """Request a booking. Answers 202 at once; poll the Location for the decision."""
+        """Request a booking (of a service the provider offers, or of its implicit one).
+        Answers 202 at once; poll the Location for the decision."""
         request = requests.submit_create(
             current_key(), body["provider_id"], body["customer_id"], body["start"],
-            body.get("callback_url"), headers.get("idempotency_key"))
+            body.get("callback_url"), headers.get("idempotency_key"), body.get("service_id"))
         return accepted(request, headers)
 
 

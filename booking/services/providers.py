@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import Range
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from booking.db import new_session
 from booking.fence import StaleCalendar, claim_calendar
-from booking.services.errors import Conflict, IfMatch, NotFound
+from booking.services.errors import Conflict, IfMatch, InvalidInput, NotFound
 from booking.services.pagination import decode_cursor, page
 from models import Booking, Provider, ProviderService, Service, TimeOff
 from models import Session as SeatSession
@@ -61,17 +61,43 @@ def as_interval(period: Range) -> Interval:
 
 
 def create_provider(fields: dict[str, Any]) -> Provider:
-    provider = Provider(id=uuid.uuid4(), version=1, revision=1, **fields)
+    """A new provider offering `service_ids` (422 naming it for an unknown or deleted one)."""
+    columns = {name: value for name, value in fields.items() if name != "service_ids"}
+    provider = Provider(id=uuid.uuid4(), version=1, revision=1, **columns)
     with new_session() as session, session.begin():
+        provider.services = offerable_services(session, fields.get("service_ids", []))
         session.add(provider)
         session.flush()  # to read back server-side timestamps
         session.refresh(provider)
+        _load_services(session, provider)
     return provider
 
 
 def get_provider(provider_id: uuid.UUID) -> Provider:
     with new_session() as session:
-        return _provider_or_404(session, provider_id)
+        return _load_services(session, _provider_or_404(session, provider_id))
+
+
+def _load_services(session: Session, provider: Provider) -> Provider:
+    """Load the services it offers now: it is presented after the session closes."""
+    session.refresh(provider, ["services"])
+    return provider
+
+
+def offerable_services(session: Session, service_ids: list[uuid.UUID]) -> list[Service]:
+    """The services named, in the order named; 422 naming `service_ids` for one that does
+    not exist or was deleted. Read FOR SHARE, so a concurrent delete of one (which
+    locks it FOR UPDATE, then drops every offer of it) waits for us or refuses us."""
+    wanted = list(dict.fromkeys(service_ids))  # a repeated id is offered once
+    if not wanted:
+        return []
+    found = {service.id: service for service in session.scalars(
+        select(Service).where(Service.id.in_(wanted), Service.deleted_at.is_(None))
+        .order_by(Service.id).with_for_update(read=True))}
+    missing = [str(service_id) for service_id in wanted if service_id not in found]
+    if missing:
+        raise InvalidInput("No such service.", {"service_ids": [f"no such service: {m}" for m in missing]})
+    return [found[service_id] for service_id in wanted]
 
 
 def _provider_or_404(session: Session, provider_id: uuid.UUID) -> Provider:
@@ -82,7 +108,8 @@ def _provider_or_404(session: Session, provider_id: uuid.UUID) -> Provider:
 
 
 def list_providers(limit: int, cursor: str | None) -> tuple[list[Provider], str | None]:
-    query = select(Provider).order_by(Provider.created_at, Provider.id).limit(limit + 1)
+    query = (select(Provider).options(selectinload(Provider.services))
+             .order_by(Provider.created_at, Provider.id).limit(limit + 1))
     if cursor:
         after = decode_cursor(cursor, datetime, uuid.UUID)
         query = query.where(tuple_(Provider.created_at, Provider.id) > after)
@@ -114,9 +141,14 @@ def _update_provider_once(provider_id, changes, if_match: IfMatch | None) -> Pro
         provider = _provider_or_404(session, provider_id)
         if if_match is not None:
             if_match.check("provider", provider.revision)
+        # Services before the claim: a service edit locks its row, then the calendars.
+        offered = offerable_services(session, changes["service_ids"]) if "service_ids" in changes else None
         _claim(session, provider)
         for name, value in changes.items():
-            setattr(provider, name, value)
+            if name != "service_ids":
+                setattr(provider, name, value)
+        if offered is not None:
+            provider.services = offered
         provider.revision = provider.revision + 1
         provider.updated_at = func.now()
         stranded = stranded_bookings(session, provider)  # autoflushes the one UPDATE
@@ -125,6 +157,7 @@ def _update_provider_once(provider_id, changes, if_match: IfMatch | None) -> Pro
                            bookings=[str(b.id) for b in stranded])
         session.flush()
         session.refresh(provider)
+        _load_services(session, provider)
     return provider
 
 

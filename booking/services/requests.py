@@ -58,38 +58,54 @@ UNDECIDED = """SELECT count(*) AS queued FROM (
 PROVIDER_QUEUE_LOCK = "pg_advisory_xact_lock(hashtextextended(CAST(:provider_id AS text), 0))"
 LOCK_PROVIDER_QUEUE = text(f"SELECT {PROVIDER_QUEUE_LOCK}")
 
-# One statement, one round trip, atomic on its own: the provider must exist and the
-# key must be under its cap, else nothing is inserted (no zone: no provider; no seq:
-# over the cap). Three queries in a transaction cost five round trips.
+# One statement, one round trip, atomic on its own: the provider must exist, offer the
+# service named (if any) and the key must be under its cap, else nothing is inserted
+# (no zone: no provider; no service: not offered; no seq: over the cap). Three queries
+# in a transaction cost five round trips. (A service deleted or withdrawn after this is
+# the decision's business: rejected `service_not_offered`.)
 ACCEPT_CREATE = text(f"""
 WITH provider AS (SELECT id, timezone FROM providers WHERE id = :provider_id),
+     service AS (
+         SELECT s.deleted_at IS NULL AS live,
+                EXISTS (SELECT 1 FROM provider_services o
+                         WHERE o.provider_id = :provider_id AND o.service_id = s.id) AS offered
+           FROM services s WHERE s.id = CAST(:service_id AS uuid)),
+     offer AS (SELECT CAST(:service_id AS uuid) IS NULL
+                      OR coalesce((SELECT live AND offered FROM service), false) AS ok),
      backlog AS ({UNDECIDED}),
      turn AS (SELECT {PROVIDER_QUEUE_LOCK}),
      accepted AS (
-         INSERT INTO booking_requests (id, kind, provider_id, api_key_id, customer_id, start,
+         INSERT INTO booking_requests (id, kind, provider_id, api_key_id, customer_id, service_id, start,
                                        callback_url, status, idempotency_key, request_fingerprint,
                                        created_at)
-         SELECT :id, 'create', provider.id, :api_key_id, :customer_id, :start, :callback_url,
-                'queued', :idempotency_key, :request_fingerprint, clock_timestamp()
-         FROM provider, backlog, turn WHERE backlog.queued < :cap
+         SELECT :id, 'create', provider.id, :api_key_id, :customer_id, CAST(:service_id AS uuid), :start,
+                :callback_url, 'queued', :idempotency_key, :request_fingerprint, clock_timestamp()
+         FROM provider, offer, backlog, turn WHERE offer.ok AND backlog.queued < :cap
          RETURNING seq, created_at)
-SELECT (SELECT timezone FROM provider), accepted.seq, accepted.created_at
+SELECT (SELECT timezone FROM provider), (SELECT live FROM service), (SELECT ok FROM offer),
+       accepted.seq, accepted.created_at
   FROM (SELECT 1) AS one LEFT JOIN accepted ON true
 """)
 
 
+
 def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: datetime,
-                  callback_url: str | None, idempotency_key: str | None) -> BookingRequest:
-    """Accept a request to book `start` with a provider. 422 if the provider is unknown."""
+                  callback_url: str | None, idempotency_key: str | None,
+                  service_id: uuid.UUID | None = None) -> BookingRequest:
+    """Accept a request to book `start` with a provider, of one of its services (default:
+    its implicit one). 422 naming `provider_id` if the provider is unknown, `service_id`
+    if the service is unknown, deleted or not offered by the provider."""
     check_callback_url(callback_url)
     body = {"customer_id": customer_id, "start": start, "callback_url": callback_url}
+    if service_id is not None:  # only then: fingerprints of earlier submissions stay as they were
+        body["service_id"] = str(service_id)
     print_ = fingerprint("create", provider_id, body) if idempotency_key else None
     earlier = _earlier_submission(key, idempotency_key, print_)
     if earlier is not None:
         return earlier
     request = BookingRequest(id=uuid.uuid4(), kind="create", provider_id=provider_id, api_key_id=key.id,
-                             customer_id=customer_id, start=start, callback_url=callback_url,
-                             status="queued", idempotency_key=idempotency_key,
+                             customer_id=customer_id, service_id=service_id, start=start,
+                             callback_url=callback_url, status="queued", idempotency_key=idempotency_key,
                              request_fingerprint=print_)
     try:
         zone = _insert_create(request)
@@ -103,17 +119,26 @@ def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: 
 def _insert_create(request: BookingRequest) -> str:
     """Insert the queued request; the provider's time zone. 422 or 429 if refused."""
     cap = max_queued_per_client()
-    columns = ("id", "provider_id", "api_key_id", "customer_id", "start", "callback_url",
+    columns = ("id", "provider_id", "api_key_id", "customer_id", "service_id", "start", "callback_url",
                "idempotency_key", "request_fingerprint")
     with driver_autocommit() as conn:
-        zone, seq, created_at = conn.execute(*driver_query(ACCEPT_CREATE, {
+        zone, service_live, offered, seq, created_at = conn.execute(*driver_query(ACCEPT_CREATE, {
             "cap": cap, **{name: getattr(request, name) for name in columns}})).fetchone()
     if zone is None:
         raise InvalidInput("No such provider.", {"provider_id": ["no such provider"]})
+    if not offered:
+        raise _service_refused(service_live)
     if seq is None:
         raise _over_cap(cap)
     request.seq, request.created_at = seq, created_at
     return zone
+
+
+def _service_refused(service_live: bool | None) -> InvalidInput:
+    if not service_live:  # None: no such row; False: deleted
+        return InvalidInput("No such service.", {"service_id": ["no such service"]})
+    return InvalidInput("The provider does not offer this service.",
+                        {"service_id": ["not offered by this provider"]})
 
 
 def submit_change(key: ApiKey, kind: str, booking_id: uuid.UUID, start: datetime | None,
@@ -132,16 +157,18 @@ def submit_change(key: ApiKey, kind: str, booking_id: uuid.UUID, start: datetime
         booking = _visible_booking(session, key, booking_id)
         if if_match is not None:
             if_match.check("booking", booking.version)
+        # The booking's service goes with the request: the worker reads the service (what
+        # a reschedule's new interval takes, whether it is still offered) from the request.
         return BookingRequest(kind=kind, provider=booking.provider, booking=booking,
-                              customer_id=booking.customer_id, start=start,
+                              customer_id=booking.customer_id, service_id=booking.service_id, start=start,
                               cancel_reason=cancel_reason, callback_url=callback_url,
                               if_match_versions=sorted(if_match.versions) if if_match else None)
 
     return _accept(key, kind, booking_id, body, idempotency_key, build)
 
 
-INSERTED_COLUMNS = ("id", "kind", "provider_id", "api_key_id", "booking_id", "customer_id", "start",
-                    "cancel_reason", "callback_url", "status", "idempotency_key",
+INSERTED_COLUMNS = ("id", "kind", "provider_id", "api_key_id", "booking_id", "customer_id", "service_id",
+                    "start", "cancel_reason", "callback_url", "status", "idempotency_key",
                     "request_fingerprint", "if_match_versions")
 
 

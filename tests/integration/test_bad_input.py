@@ -309,3 +309,118 @@ def test_a_constraint_refusing_a_submit_without_idempotency_key_is_409_not_500(
 
     assert response.status_code == 409, response.get_data(as_text=True)
     assert response.mimetype == "application/problem+json"
+
+
+# --- services, and the service_id / service_ids that name them ------------------
+
+GOOD_SERVICE = {"name": "Consultation", "duration_minutes": 45}
+BAD_SERVICE_FIELDS = [
+    ({"name": ""}, "name"),
+    ({"name": "x" * 256}, "name"),
+    ({"name": NUL}, "name"),
+    ({"name": None}, "name"),
+    ({"duration_minutes": 4}, "duration_minutes"),
+    ({"duration_minutes": 1441}, "duration_minutes"),
+    ({"duration_minutes": "45"}, "duration_minutes"),
+    ({"duration_minutes": 45.5}, "duration_minutes"),
+    ({"duration_minutes": None}, "duration_minutes"),
+    ({"step_minutes": 0}, "step_minutes"),
+    ({"step_minutes": 1441}, "step_minutes"),
+    ({"step_minutes": None}, "step_minutes"),
+    ({"buffer_before_minutes": -1}, "buffer_before_minutes"),
+    ({"buffer_after_minutes": 721}, "buffer_after_minutes"),
+    ({"buffer_after_minutes": 10 ** 12}, "buffer_after_minutes"),
+    ({"capacity": 0}, "capacity"),
+    ({"capacity": 1001}, "capacity"),
+    ({"capacity": True}, "capacity"),
+    ({"requires_confirmation": 1}, "requires_confirmation"),
+    ({"requires_confirmation": "yes"}, "requires_confirmation"),
+    ({"daily_limit": 0}, "daily_limit"),
+    ({"weekly_limit": -5}, "weekly_limit"),
+    ({"weekly_limit": 2 ** 31}, "weekly_limit"),  # more than PostgreSQL's integer holds
+    ({"daily_limit": "3"}, "daily_limit"),
+    ({"surprise": True}, "surprise"),
+]
+
+
+@pytest.mark.parametrize("change, field", BAD_SERVICE_FIELDS)
+def test_bad_service_fields_are_named(http, admin_key, change, field):
+    response = http.post("/v1/services", json={**GOOD_SERVICE, **change}, headers=auth(admin_key))
+    assert_problem(response, 422, field)
+
+
+@pytest.mark.parametrize("missing", ["name", "duration_minutes"])
+def test_a_service_needs_a_name_and_a_duration(http, admin_key, missing):
+    body = {name: value for name, value in GOOD_SERVICE.items() if name != missing}
+    assert_problem(http.post("/v1/services", json=body, headers=auth(admin_key)), 422, missing)
+
+
+@pytest.fixture
+def service_id(http, admin_key):
+    return http.post("/v1/services", json=GOOD_SERVICE, headers=auth(admin_key)).get_json()["id"]
+
+
+@pytest.mark.parametrize("change, field", [
+    (change, field) for change, field in BAD_SERVICE_FIELDS if change != {"duration_minutes": None}
+    and change != {"name": None}] + [({}, "body")])
+def test_bad_service_patches_are_named(http, admin_key, service_id, change, field):
+    response = http.patch(f"/v1/services/{service_id}", json=change, headers=auth(admin_key))
+    assert_problem(response, 422, field)
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+def test_a_service_if_match_that_is_no_entity_tag_list_is_400(http, admin_key, service_id, method):
+    response = http.open(f"/v1/services/{service_id}", method=method,
+                         json={"name": "B"} if method == "PATCH" else None,
+                         headers={**auth(admin_key), "If-Match": "yesterday"})
+    assert_problem(response, 400, "If-Match")
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+def test_unknown_services_are_404_problems(http, admin_key, method):
+    for path in (f"/v1/services/{MISSING}", "/v1/services/not-a-uuid"):
+        response = http.open(path, method=method, json={"name": "B"} if method == "PATCH" else None,
+                             headers=auth(admin_key))
+        assert_problem(response, 404)
+
+
+@pytest.mark.parametrize("path, field", [
+    ("/v1/services?cursor=garbage", "cursor"),
+    ("/v1/services?limit=0", "limit"),
+    ("/v1/services?limit=101", "limit"),
+])
+def test_bad_service_list_queries_are_named(http, client_key, path, field):
+    assert_problem(http.get(path, headers=auth(client_key)), 422, field)
+
+
+@pytest.mark.parametrize("service_ids", [
+    "not a list", ["not-a-uuid"], [42], [None], [MISSING], ["{" + MISSING + "}"], [MISSING] * 1001])
+def test_bad_service_ids_are_named_on_provider_create_and_patch(http, admin_key, provider_id, service_ids):
+    created = http.post("/v1/providers", json={**GOOD_PROVIDER, "service_ids": service_ids},
+                        headers=auth(admin_key))
+    patched = http.patch(f"/v1/providers/{provider_id}", json={"service_ids": service_ids},
+                         headers=auth(admin_key))
+    for response in (created, patched):
+        assert_problem(response, 422)
+        assert any(name.startswith("service_ids") for name in response.get_json()["errors"])
+
+
+@pytest.mark.parametrize("service", ["not-a-uuid", 42, ["a"], MISSING, MISSING.replace("-", "")])
+def test_a_bad_service_id_on_a_booking_is_named(http, client_key, provider_id, service):
+    response = http.post("/v1/bookings", json={**good_booking(provider_id), "service_id": service},
+                         headers=auth(client_key))
+    assert_problem(response, 422, "service_id")
+
+
+@pytest.mark.parametrize("service", ["not-a-uuid", MISSING, "{" + MISSING + "}"])
+def test_a_bad_service_id_on_slots_is_named(http, client_key, provider_id, service):
+    response = http.get(f"/v1/providers/{provider_id}/slots",
+                        query_string={"date": "2030-01-07", "service_id": service}, headers=auth(client_key))
+    assert_problem(response, 422, "service_id")
+
+
+def test_a_booking_of_a_service_the_provider_does_not_offer_is_named(http, client_key, provider_id,
+                                                                     service_id):
+    response = http.post("/v1/bookings", json={**good_booking(provider_id), "service_id": service_id},
+                         headers=auth(client_key))
+    assert_problem(response, 422, "service_id")

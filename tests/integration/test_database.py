@@ -50,7 +50,8 @@ def test_sql_cannot_fill_a_session_past_its_capacity_nor_seat_a_customer_twice(d
         insert_booking(conn, provider.id, key.id, start, customer_id="c", capacity=2)
     with pytest.raises(IntegrityError, match="bookings_one_seat_per_customer"), db.begin() as conn:
         claim_calendar(conn.execute, provider.id)
-        conn.execute(text("UPDATE bookings SET status = 'cancelled' WHERE customer_id = 'b'"))  # a seat is free
+        # one seat freed, so only the customer rule can refuse the next insert
+        conn.execute(text("UPDATE bookings SET status = 'cancelled' WHERE customer_id = 'b'"))
         insert_booking(conn, provider.id, key.id, start, customer_id="a", capacity=2)
     with db.begin() as conn:  # a cancelled seat is free again, for anyone
         claim_calendar(conn.execute, provider.id)
