@@ -92,6 +92,7 @@ def add_seated_service(engine: Engine, provider_id: str) -> str:
             "buffer_after_minutes, capacity, requires_confirmation, daily_limit, weekly_limit, revision) "
             "VALUES (gen_random_uuid(), 'bench class', 30, 30, 0, 0, :capacity, false, NULL, NULL, 1) "
             "RETURNING id"), {"capacity": SEATS_CAPACITY})
+        claim_every_calendar(conn)  # what a provider offers is part of its calendar
         conn.execute(text("INSERT INTO provider_services (provider_id, service_id) VALUES (:p, :s)"),
                      {"p": provider_id, "s": service_id})
     return str(service_id)

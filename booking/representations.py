@@ -60,7 +60,7 @@ class BookingOut(Schema):
     service_id = fields.UUID(allow_none=True, metadata=IMPLICIT_SERVICE_DOC)
     start = fields.DateTime(format="iso")
     end = fields.DateTime(format="iso")
-    status = fields.String(metadata={"enum": ["pending", "confirmed", "declined", "cancelled"]})
+    status = fields.String(metadata={"enum": ["confirmed", "cancelled"]})
     cancel_reason = fields.String(allow_none=True)
     version = fields.Integer()
     created_at = fields.DateTime(format="iso")

@@ -278,10 +278,15 @@ def check_grid(rules: CalendarRules, start: datetime,
     elif any(slot.start == start for slot in day_slots(rules, day, service)):
         return None
     if any(window.contains(start) for window in working_windows(rules, day)):
-        return Rejection("not_on_slot_grid",  # also a start whose appointment would overrun
-                         f"the start is not on the {service.step_minutes}-minute grid of the service, "
-                         "or its appointment would end after working hours")
+        return Rejection("not_on_slot_grid", _off_grid_message(service))  # or it would overrun
     return Rejection("outside_working_hours", "the start is outside the provider's working hours")
+
+
+def _off_grid_message(service: ServiceRules) -> str:
+    if service.id is None:
+        return f"the start is not on the provider's {service.step_minutes}-minute slot grid"
+    return (f"the start is not on the service's {service.step_minutes}-minute grid, "
+            "or its appointment would end after working hours")
 
 
 def _offset_steady(zone: ZoneInfo, day: date) -> bool:

@@ -128,7 +128,11 @@ class BatchDecider:
         if rejection:
             self.calendar.take_seat_back(booking.session_key, booking.customer_id)
             return Decision(request.id, rejection, booking.id)
-        session = self.calendar.take_seat(self._service(request), request.start, booking.customer_id)
+        if request.start == booking.interval.start:  # its own session: it keeps the interval it was given
+            self.calendar.take_seat_back(booking.session_key, booking.customer_id)
+            session = self.calendar.sessions[booking.session_key]
+        else:
+            session = self.calendar.take_seat(self._service(request), request.start, booking.customer_id)
         self.bookings[booking.id] = KnownBooking(booking.id, session.appointment, booking.status,
                                                  booking.version + 1, booking.customer_id,
                                                  booking.service_id)

@@ -176,8 +176,15 @@ class Calendar:
         return found
 
     def _remaining(self, service: ServiceRules, start: datetime) -> int:
+        """Free seats, but no more than the day's and week's limits have left."""
         session = self.sessions.get((service.id, start))
-        return session.remaining if session is not None and session.customers else service.capacity
+        seats = session.remaining if session is not None and session.customers else service.capacity
+        day, week = self._day_and_week(start)
+        if service.daily_limit is not None:
+            seats = min(seats, service.daily_limit - self.seats_by_day[service.id, day])
+        if service.weekly_limit is not None:
+            seats = min(seats, service.weekly_limit - self.seats_by_week[service.id, week])
+        return seats
 
     def _day_and_week(self, start: datetime) -> tuple[date, tuple[int, int]]:
         day = start.astimezone(self.rules.timezone).date()

@@ -358,20 +358,25 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
         elif kind == "move":
             changes.append((MOVE_BOOKING, {"b_id": decision.booking_id, "b_version": decision.changed_version,
                                            "b_period": _range(decision.session.appointment),
-                                           "b_session_id": decision.session.id}))
+                                           "b_session_id": decision.session.id}, decision.session))
         elif kind == "cancel":
             changes.append((CANCEL_BOOKING, {"b_id": decision.booking_id,
                                              "b_version": decision.changed_version,
-                                             "b_reason": row_by_id[decision.request_id].cancel_reason}))
-    sessions_ = {d.session.id: d.session for d in decisions if d.session is not None}
-    if sessions_:
-        _run(conn, UPSERT_SESSIONS, _session_arrays(provider_id, list(sessions_.values())))
+                                             "b_reason": row_by_id[decision.request_id].cancel_reason},
+                            None))
     # Moves and cancels first, in the order decided: they free the seats that later
     # creates may take, and a booking changed twice goes from each version to the next.
-    for statement, parameters in changes:
+    # A session is written just before its first seat is: one that this batch emptied
+    # has by then no seats in the database either, so it takes the service's shape of
+    # today, as the decider gave it.
+    for statement, parameters, session in changes:
+        if session is not None:
+            _run(conn, UPSERT_SESSIONS, _session_arrays(provider_id, [session]))
         if _run(conn, statement, parameters).rowcount != 1:
             raise LostRequests(f"booking {parameters['b_id']} moved under provider {provider_id}")
     if new_bookings:
+        sessions_ = {d.session.id: d.session for d, _row in new_bookings}
+        _run(conn, UPSERT_SESSIONS, _session_arrays(provider_id, list(sessions_.values())))
         _run(conn, INSERT_BOOKINGS, _booking_arrays(provider_id, new_bookings))
     if _run(conn, DECIDE_REQUESTS, _outcome_arrays(decisions, now)).rowcount != len(decisions):
         raise LostRequests(f"requests of provider {provider_id} were decided by someone else")

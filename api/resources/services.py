@@ -63,7 +63,7 @@ class Service(MethodView):
     @admin_only
     @blp.arguments(IfMatchHeader(), location="headers")
     @blp.response(204)
-    @document_problems(blp, 400, 403, 404, 409, 412)
+    @document_problems(blp, 400, 403, 404, 409, 412, 422)
     def delete(self, headers, service_id):
         """Delete a service, and every provider's offer of it. 409 while future bookings use it."""
         catalog.delete_service(service_id, parse_if_match(headers.get("if_match")))

@@ -65,10 +65,14 @@ def create_provider(fields: dict[str, Any]) -> Provider:
     columns = {name: value for name, value in fields.items() if name != "service_ids"}
     provider = Provider(id=uuid.uuid4(), version=1, revision=1, **columns)
     with new_session() as session, session.begin():
-        provider.services = offerable_services(session, fields.get("service_ids", []))
+        services = offerable_services(session, fields.get("service_ids", []))
         session.add(provider)
-        session.flush()  # to read back server-side timestamps
-        session.refresh(provider)
+        session.flush()  # the row must exist before its calendar can be claimed
+        if services:
+            claim_calendar(session.execute, provider.id)  # what it offers is its calendar too
+            provider.services = services
+            session.flush()
+        session.refresh(provider)  # server-side timestamps, the claimed version
         _load_services(session, provider)
     return provider
 

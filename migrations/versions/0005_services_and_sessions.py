@@ -41,16 +41,38 @@ DECLARE
     old_live boolean := TG_OP <> 'INSERT' AND OLD.status IN ('pending', 'confirmed');
     new_live boolean := TG_OP <> 'DELETE' AND NEW.status IN ('pending', 'confirmed');
 BEGIN
-    IF old_live AND new_live AND OLD.session_id = NEW.session_id THEN
+    IF old_live AND new_live AND OLD.session_id = NEW.session_id AND OLD.period = NEW.period THEN
         RETURN NULL;  -- the seat stays where it was
     END IF;
     IF old_live THEN
         UPDATE sessions SET seats_taken = seats_taken - 1 WHERE id = OLD.session_id;
     END IF;
     IF new_live THEN
-        UPDATE sessions SET seats_taken = seats_taken + 1 WHERE id = NEW.session_id;
+        -- A seat is taken only in a session of the booking's own provider, service and
+        -- appointment: the session's occupied time is then the booking's too.
+        UPDATE sessions SET seats_taken = seats_taken + 1
+         WHERE id = NEW.session_id AND provider_id = NEW.provider_id AND period = NEW.period
+           AND service_id IS NOT DISTINCT FROM NEW.service_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'booking % does not match its session %', NEW.id, NEW.session_id
+                  USING ERRCODE = 'P0001';
+        END IF;
     END IF;
     RETURN NULL;
+END
+$$;
+"""
+
+# A provider row's own date overrides: the claim is on the row itself.
+OVERRIDES_REQUIRE_CLAIM = """
+CREATE FUNCTION booking_require_own_claim() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.calendar_claimed_by IS DISTINCT FROM pg_current_xact_id() THEN
+        RAISE EXCEPTION 'calendar of provider % written without claiming its version', NEW.id
+              USING ERRCODE = 'P0001', HINT = 'call booking.fence.claim_calendar first';
+    END IF;
+    RETURN NEW;
 END
 $$;
 """
@@ -70,10 +92,15 @@ def upgrade() -> None:
     op.execute("CREATE UNIQUE INDEX bookings_one_seat_per_customer ON bookings (session_id, customer_id) "
                "WHERE status IN ('pending', 'confirmed')")
     op.execute(TAKE_SEATS)
-    op.execute("CREATE TRIGGER bookings_take_seats AFTER INSERT OR DELETE OR UPDATE OF status, session_id "
+    op.execute("CREATE TRIGGER bookings_take_seats AFTER INSERT OR DELETE OR UPDATE OF status, session_id, period "
                "ON bookings FOR EACH ROW EXECUTE FUNCTION booking_take_seats()")
-    op.execute("CREATE TRIGGER sessions_require_claim BEFORE INSERT OR UPDATE OR DELETE ON sessions "
-               "FOR EACH ROW EXECUTE FUNCTION booking_require_calendar_claim()")
+    for table in ("sessions", "provider_services"):
+        op.execute(f"CREATE TRIGGER {table}_require_claim BEFORE INSERT OR UPDATE OR DELETE ON {table} "
+                   "FOR EACH ROW EXECUTE FUNCTION booking_require_calendar_claim()")
+    op.execute(OVERRIDES_REQUIRE_CLAIM)
+    op.execute("CREATE TRIGGER providers_overrides_require_claim BEFORE UPDATE OF date_overrides ON providers "
+               "FOR EACH ROW WHEN (OLD.date_overrides IS DISTINCT FROM NEW.date_overrides) "
+               "EXECUTE FUNCTION booking_require_own_claim()")
 
 
 def _create_services() -> None:
@@ -162,6 +189,9 @@ def downgrade() -> None:
                                 'cancel the extra seats first';
             END IF;
         END $$""")
+    op.execute("DROP TRIGGER providers_overrides_require_claim ON providers")
+    op.execute("DROP FUNCTION booking_require_own_claim()")
+    op.execute("DROP TRIGGER provider_services_require_claim ON provider_services")
     op.execute("DROP TRIGGER sessions_require_claim ON sessions")
     op.execute("DROP TRIGGER bookings_take_seats ON bookings")
     op.execute("DROP FUNCTION booking_take_seats()")

@@ -338,8 +338,62 @@ def test_a_booking_of_a_service_is_decided_with_it_and_holds_its_delete(http, db
     moved = http.post(f"/v1/bookings/{booking['id']}/reschedule",
                       json={"start": (nine + timedelta(minutes=45)).isoformat()}, headers=auth(client_key))
     assert moved.status_code == 202 and moved.get_json()["service_id"] == service["id"]
+    assert decide.decide_provider_queue(uuid.UUID(provider["id"])) == 1
+    after = http.get(f"/v1/bookings/{booking['id']}", headers=auth(client_key)).get_json()
+    assert (after["service_id"], after["start"], after["end"]) == (
+        service["id"], (nine + timedelta(minutes=45)).isoformat(), (nine + timedelta(minutes=90)).isoformat())
+    remaining = {s["start"]: s["remaining"]
+                 for s in slots(http, client_key, provider["id"], nine, service["id"]).get_json()["slots"]}
+    assert remaining[nine.isoformat()] == 3  # its old seat is free again
+    assert remaining[(nine + timedelta(minutes=45)).isoformat()] == 2
     refused = http.delete(f"/v1/services/{service['id']}", headers=auth(admin_key))
     assert refused.status_code == 409 and refused.get_json()["bookings"] == [booking["id"]]
+
+
+@pytest.mark.parametrize("change, length, late", [
+    ("cancel, then book again", 90, "slot_unavailable"),  # a new booking: the service of today
+    ("reschedule onto its own start", 60, "succeeded"),  # a booking keeps the interval it was given
+])
+def test_a_session_emptied_and_filled_in_one_batch_is_as_long_as_its_booking(
+        http, db, admin_key, client_key, change, length, late):
+    # Given a 60-minute service booked at 9:00, then made 90 minutes long,
+    service = create_service(http, admin_key, duration_minutes=60, step_minutes=30)
+    provider = create_provider(http, admin_key, hours=("09:00", "13:00"), service_ids=[service["id"]])
+    nine = next_weekday_at(1, 9)
+    first = book(http, client_key, provider["id"], nine, service_id=service["id"]).get_json()
+    decide.decide_provider_queue(uuid.UUID(provider["id"]))
+    booking_id = http.get(f"/v1/booking-requests/{first['id']}",
+                          headers=auth(client_key)).get_json()["booking_id"]
+    etag = http.get(f"/v1/services/{service['id']}", headers=auth(admin_key)).headers["ETag"]
+    patched = http.patch(f"/v1/services/{service['id']}", json={"duration_minutes": 90},
+                         headers={**auth(admin_key), "If-Match": etag})
+    assert patched.status_code == 200, patched.get_data(as_text=True)
+
+    # when one batch frees the 9:00 seat and takes it again, and then asks for 10:00,
+    if change == "reschedule onto its own start":
+        http.post(f"/v1/bookings/{booking_id}/reschedule", json={"start": nine.isoformat()},
+                  headers=auth(client_key))
+    else:
+        http.post(f"/v1/bookings/{booking_id}/cancel", json={}, headers=auth(client_key))
+        book(http, client_key, provider["id"], nine, customer_id="c-2", service_id=service["id"])
+    at_ten = book(http, client_key, provider["id"], nine + timedelta(minutes=60), customer_id="c-3",
+                  service_id=service["id"]).get_json()
+    decide.decide_provider_queue(uuid.UUID(provider["id"]))
+
+    # then the 9:00 session is exactly as long as its booking, which decides 10:00.
+    decided = http.get(f"/v1/booking-requests/{at_ten['id']}", headers=auth(client_key)).get_json()
+    assert (decided["status"] if late == "succeeded" else decided["reason"]["code"]) == late
+    with db.connect() as conn:
+        mismatched = conn.scalar(text(
+            "SELECT count(*) FROM bookings b JOIN sessions s ON s.id = b.session_id "
+            "WHERE b.provider_id = :p AND b.status = 'confirmed' AND b.period <> s.period"),
+            {"p": provider["id"]})
+        nine_length = conn.scalar(text(
+            "SELECT upper(period) - lower(period) FROM bookings "
+            "WHERE provider_id = :p AND status = 'confirmed' AND lower(period) = :nine"),
+            {"p": provider["id"], "nine": nine})
+    assert mismatched == 0
+    assert nine_length == timedelta(minutes=length)
 
 
 def test_idempotency_key_tells_bookings_of_different_services_apart(http, admin_key, client_key):
