@@ -17,6 +17,7 @@ from datetime import datetime
 
 import psycopg
 from psycopg.rows import namedtuple_row
+from psycopg.types.multirange import Multirange
 from psycopg.types.range import Range
 from sqlalchemy import Connection, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -235,21 +236,21 @@ def _pending(row) -> PendingRequest:
                           service=_service_rules(row))
 
 
-def _requested_window(rules: CalendarRules, pending: list[PendingRequest]) -> Range | None:
-    """Real time that the batch's requested starts could touch: their occupied
-    intervals, and whole provider-local weeks where a limit counts seats."""
+def _requested_window(rules: CalendarRules, pending: list[PendingRequest]) -> Multirange | None:
+    """Real time that the batch's requested starts could touch: each one's occupied
+    interval, and whole provider-local weeks where a limit counts seats. A multirange,
+    so that requests months apart do not read every session between them."""
     spans = []
     for request in pending:
         if request.start is None:
             continue
         service = request.service or rules.implicit_service()
         before, after = service.reach
-        spans.append(Interval(request.start - before, request.start + after))
+        spans.append(Range(request.start - before, request.start + after, "[)"))
         if service.daily_limit is not None or service.weekly_limit is not None:
-            spans.append(local_week(rules.timezone, request.start))
-    if not spans:
-        return None
-    return Range(min(s.start for s in spans), max(s.end for s in spans), "[)")
+            week = local_week(rules.timezone, request.start)
+            spans.append(Range(week.start, week.end, "[)"))
+    return Multirange(spans) if spans else None
 
 
 CALENDAR_AROUND = text("""
@@ -259,7 +260,7 @@ SELECT 'session' AS source, s.id, s.occupied AS period, s.period AS appointment,
               WHERE b.session_id = s.id AND b.status IN ('pending', 'confirmed')) AS customers
   FROM sessions s
  WHERE s.provider_id = :provider_id AND s.seats_taken > 0
-   AND (s.occupied && CAST(:window AS tstzrange)
+   AND (s.occupied && CAST(:window AS tstzmultirange)
         OR s.id IN (SELECT session_id FROM bookings WHERE id = ANY(CAST(:referenced AS uuid[]))))
 UNION ALL
 SELECT 'booking', b.id, b.period, NULL, b.service_id, NULL, b.version, b.status, b.customer_id, NULL
@@ -268,7 +269,7 @@ SELECT 'booking', b.id, b.period, NULL, b.service_id, NULL, b.version, b.status,
 UNION ALL
 SELECT 'time_off', t.id, t.period, NULL, NULL, NULL, NULL, NULL, NULL, NULL
   FROM time_off t
- WHERE t.provider_id = :provider_id AND t.period && CAST(:window AS tstzrange)
+ WHERE t.provider_id = :provider_id AND t.period && CAST(:window AS tstzmultirange)
 """)
 
 
