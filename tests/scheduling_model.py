@@ -1,0 +1,357 @@
+"""An independent, sequential model of design §8's scheduling rules (services, buffers,
+seats, limits, date overrides), and Hypothesis strategies for the scenarios it judges.
+
+It knows nothing of models.calendar, models.sessions or models.decisions: it works on
+wall-clock minutes in a provider's zone (zoneinfo) and on instants, keeps only the
+bookings, and replays requests one by one, first come, first served. A session's
+seats are the live bookings at that service and start; "occupied" intervals are
+recomputed from the service's shape (services do not change within a scenario).
+
+Scope: in zones with clock changes, working intervals start at 04:00 or later, so
+no grid start or appointment meets a skipped or repeated local hour (how the grid
+treats those is not modelled). Dates with a clock change are otherwise in range, so
+their days go through the same rules as any other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import strategies as st
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MINUTE = timedelta(minutes=1)
+Hours = tuple[tuple[int, int], ...]  # working intervals as (start, end) minutes of the local day
+
+UTC_ZONE = ZoneInfo("UTC")
+BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
+KOLKATA = ZoneInfo("Asia/Kolkata")
+# The first minute a working interval may start in each zone (see Scope above).
+EARLIEST_MINUTE = {UTC_ZONE: 0, KOLKATA: 0, BERLIN: 4 * 60, NEW_YORK: 4 * 60}
+CUSTOMERS = ("ann", "bob", "cyd")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    duration: int  # minutes, as every length here
+    step: int
+    before: int = 0
+    after: int = 0
+    capacity: int = 1
+    daily_limit: int | None = None
+    weekly_limit: int | None = None
+    offered: bool = True
+    implicit: bool = False  # the provider's own: no service_id on requests
+
+    def appointment(self, start: datetime) -> tuple[datetime, datetime]:
+        return start, start + self.duration * MINUTE
+
+    def occupied(self, start: datetime) -> tuple[datetime, datetime]:
+        return start - self.before * MINUTE, start + (self.duration + self.after) * MINUTE
+
+    def as_json(self) -> dict:
+        """The body of POST /v1/services."""
+        return {"name": self.name, "duration_minutes": self.duration, "step_minutes": self.step,
+                "buffer_before_minutes": self.before, "buffer_after_minutes": self.after,
+                "capacity": self.capacity, "daily_limit": self.daily_limit,
+                "weekly_limit": self.weekly_limit}
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    zone: ZoneInfo
+    slot_minutes: int
+    weekly: dict[str, Hours]
+    overrides: dict[date, Hours]
+    min_notice_minutes: int
+    max_advance_days: int
+
+    def hours_on(self, day: date) -> Hours:
+        if day in self.overrides:
+            return self.overrides[day]
+        return self.weekly.get(WEEKDAYS[day.weekday()], ())
+
+    def implicit_service(self) -> ServiceSpec:
+        return ServiceSpec("implicit", self.slot_minutes, self.slot_minutes, implicit=True)
+
+    def wall(self, day: date, minute: int) -> datetime:
+        """The instant of a local wall time (whole minutes of `day`), in UTC."""
+        return (datetime.combine(day, time(), tzinfo=self.zone) + minute * MINUTE).astimezone(UTC)
+
+    def local_date(self, instant: datetime) -> date:
+        return instant.astimezone(self.zone).date()
+
+    def weekly_json(self) -> dict:
+        return {day: hours_json(hours) for day, hours in self.weekly.items()}
+
+    def overrides_json(self) -> dict:
+        return {day.isoformat(): hours_json(hours) for day, hours in self.overrides.items()}
+
+
+def hours_json(hours: Hours) -> list[dict]:
+    return [{"start": hh_mm(start), "end": hh_mm(end)} for start, end in hours]
+
+
+def hh_mm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def grid_starts(provider: ProviderSpec, service: ServiceSpec, day: date) -> list[datetime]:
+    """Every start of `service` on `day`'s grid: each working interval's local start plus
+    whole steps, while the appointment ends inside that interval."""
+    return [provider.wall(day, minute) for start, end in provider.hours_on(day)
+            for minute in range(start, end - service.duration + 1, service.step)]
+
+
+def overrunning_starts(provider: ProviderSpec, service: ServiceSpec, day: date) -> list[datetime]:
+    """Starts on a working interval's step grid whose appointment would end after it."""
+    return [provider.wall(day, minute) for start, end in provider.hours_on(day)
+            for minute in range(start, end, service.step) if minute + service.duration > end]
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    kind: str  # create | reschedule | cancel
+    start: datetime | None = None
+    service: int = 0  # index into the scenario's services (creates)
+    customer: str = ""
+    target: int | None = None  # index of the create whose booking it changes
+
+
+@dataclass
+class Booking:
+    service: ServiceSpec
+    customer: str
+    start: datetime
+    cancelled: bool = False
+
+
+def overlaps(one: tuple[datetime, datetime], other: tuple[datetime, datetime]) -> bool:
+    return one[0] < other[1] and other[0] < one[1]
+
+
+@dataclass
+class SchedulingModel:
+    """What a sequential, first-come-first-served decider does, per design §8."""
+
+    provider: ProviderSpec
+    time_off: Sequence[tuple[datetime, datetime]]
+    bookings: dict[int, Booking] = field(default_factory=dict)  # by the index of its create
+
+    def decide(self, index: int, request: RequestSpec, services: Sequence[ServiceSpec],
+               accepted_at: datetime, now: datetime) -> str | None:
+        """The reason code refusing request number `index`, or None when it succeeds."""
+        if request.kind == "create":
+            service = services[request.service]
+            refusal = self.refusal(service, request.customer, request.start, accepted_at, now)
+            if refusal is None:
+                self.bookings[index] = Booking(service, request.customer, request.start)
+            return refusal
+        booking = self.bookings.get(request.target)
+        if booking is None:
+            return "booking_not_found"
+        if booking.cancelled:
+            return "booking_cancelled"
+        if request.kind == "cancel":
+            booking.cancelled = True
+            return None
+        refusal = self.refusal(booking.service, booking.customer, request.start, accepted_at, now,
+                               moving=booking)
+        if refusal is None:
+            booking.start = request.start
+        return refusal
+
+    def refusal(self, service: ServiceSpec, customer: str | None, start: datetime,
+                accepted_at: datetime, now: datetime, moving: Booking | None = None) -> str | None:
+        """Why `customer` cannot take a seat of `service` at `start`; `moving`, a booking
+        that leaves its own seat first. Checked in the implemented order."""
+        others = [b for b in self.bookings.values() if not b.cancelled and b is not moving]
+        if not service.offered:
+            return "service_not_offered"
+        return (self.timing_refusal(start, accepted_at, now)
+                or self.grid_refusal(service, start)
+                or ("time_off" if any(overlaps(service.appointment(start), off) for off in self.time_off)
+                    else None)
+                or self.seat_refusal(service, customer, start, others)
+                or self.limit_refusal(service, start, others))
+
+    def timing_refusal(self, start: datetime, accepted_at: datetime, now: datetime) -> str | None:
+        # notice and advance from acceptance, but never a start already past when decided
+        if start < max(accepted_at + self.provider.min_notice_minutes * MINUTE, now):
+            return "too_soon"
+        if start > accepted_at + timedelta(days=self.provider.max_advance_days):
+            return "too_far"
+        return None
+
+    def grid_refusal(self, service: ServiceSpec, start: datetime) -> str | None:
+        local = start.astimezone(self.provider.zone)
+        minute = local.hour * 60 + local.minute
+        hours = self.provider.hours_on(local.date())
+        whole_minute = local.second == 0 and local.microsecond == 0
+        if whole_minute and any(first <= minute and minute + service.duration <= last
+                                and (minute - first) % service.step == 0 for first, last in hours):
+            return None
+        if any(first <= minute < last for first, last in hours):
+            return "not_on_slot_grid"
+        return "outside_working_hours"
+
+    @staticmethod
+    def seat_refusal(service: ServiceSpec, customer: str | None, start: datetime,
+                     others: list[Booking]) -> str | None:
+        seats = [b.customer for b in others if b.service.name == service.name and b.start == start]
+        if seats:  # an existing session: join it while seats remain
+            if len(seats) >= service.capacity:
+                return "slot_unavailable"
+            return "already_booked" if customer in seats else None
+        if any(overlaps(service.occupied(start), b.service.occupied(b.start)) for b in others):
+            return "slot_unavailable"
+        return None
+
+    def limit_refusal(self, service: ServiceSpec, start: datetime, others: list[Booking]) -> str | None:
+        day = self.provider.local_date(start)
+        same = [self.provider.local_date(b.start) for b in others if b.service.name == service.name]
+        if service.daily_limit is not None and sum(d == day for d in same) >= service.daily_limit:
+            return "limit_reached (daily)"
+        week = day.isocalendar()[:2]
+        if service.weekly_limit is not None and \
+                sum(d.isocalendar()[:2] == week for d in same) >= service.weekly_limit:
+            return "limit_reached (weekly)"
+        return None
+
+    def seats_left(self, service: ServiceSpec, start: datetime) -> int:
+        """How many more creates could take a seat at `start` (a listing's `remaining`):
+        the session's free seats, but no more than the day's and week's limits leave."""
+        live = [b for b in self.bookings.values() if not b.cancelled and b.service.name == service.name]
+        seats = service.capacity - sum(b.start == start for b in live)
+        day = self.provider.local_date(start)
+        if service.daily_limit is not None:
+            seats = min(seats, service.daily_limit
+                        - sum(self.provider.local_date(b.start) == day for b in live))
+        if service.weekly_limit is not None:
+            week = day.isocalendar()[:2]
+            seats = min(seats, service.weekly_limit
+                        - sum(self.provider.local_date(b.start).isocalendar()[:2] == week for b in live))
+        return seats
+
+    def open_starts(self, service: ServiceSpec, days: Iterable[date],
+                    now: datetime) -> dict[datetime, int]:
+        """Every grid start on `days` that a fresh customer's create accepted `now`
+        would win, with the seats left there."""
+        return {start: self.seats_left(service, start)
+                for day in days for start in grid_starts(self.provider, service, day)
+                if self.refusal(service, None, start, now, now) is None}
+
+
+# --- Hypothesis strategies ------------------------------------------------------
+
+@st.composite
+def day_hours(draw, earliest: int) -> Hours:
+    """Up to three working intervals from `earliest`, on a 5-minute grid; a gap of 0
+    makes two intervals touch."""
+    pieces = draw(st.lists(st.tuples(st.sampled_from([0, 5, 30, 60, 150]), st.integers(1, 100)),
+                           max_size=3))
+    hours, cursor = [], earliest
+    for gap, fifths in pieces:
+        start = cursor + gap
+        end = min(start + 5 * fifths, 24 * 60)
+        if end <= start:
+            break
+        hours.append((start, end))
+        cursor = end
+    return tuple(hours)
+
+
+@st.composite
+def providers(draw, days: Sequence[date]) -> ProviderSpec:
+    zone = draw(st.sampled_from(list(EARLIEST_MINUTE)))
+    earliest = EARLIEST_MINUTE[zone]
+    weekly = {day: draw(day_hours(earliest)) for day in WEEKDAYS if draw(st.integers(0, 9)) < 8}
+    overridden = draw(st.lists(st.sampled_from(days), max_size=2, unique=True))
+    return ProviderSpec(zone, draw(st.sampled_from([15, 20, 30, 45, 60])), weekly,
+                        {day: draw(day_hours(earliest)) for day in overridden},
+                        draw(st.sampled_from([0, 0, 0, 45, 600, 1440])),
+                        draw(st.sampled_from([30, 30, 7, 2])))
+
+
+@st.composite
+def services(draw, index: int) -> ServiceSpec:
+    duration = draw(st.sampled_from([10, 15, 20, 30, 45, 60, 90]))
+    step = draw(st.sampled_from([duration, duration, 10, 15, 20, 30, 45, 60]))
+    limit = st.one_of(st.none(), st.integers(1, 3))
+    return ServiceSpec(f"service {index}", duration, step,
+                       draw(st.sampled_from([0, 0, 5, 10, 30])), draw(st.sampled_from([0, 0, 5, 15, 60])),
+                       draw(st.sampled_from([1, 1, 2, 3])), draw(limit), draw(limit),
+                       offered=draw(st.integers(0, 9)) < 9)
+
+
+@st.composite
+def time_off_periods(draw, starts: Sequence[datetime]) -> tuple[datetime, datetime]:
+    """Time off near a requested start, so that it often matters."""
+    start = draw(st.sampled_from(starts)) + 5 * draw(st.integers(-24, 12)) * MINUTE
+    return start, start + draw(st.sampled_from([15, 45, 60, 180, 600])) * MINUTE
+
+
+@st.composite
+def random_starts(draw, provider: ProviderSpec, days: Sequence[date]) -> datetime:
+    return provider.wall(draw(st.sampled_from(days)), 5 * draw(st.integers(0, 287)))
+
+
+@st.composite
+def start_pools(draw, provider: ProviderSpec, all_services: Sequence[ServiceSpec],
+                days: Sequence[date]) -> list[list[datetime]]:
+    """A few starts per service, mostly on its grid, so that requests meet each other:
+    they join, collide, hit limits, and often succeed."""
+    pools = []
+    for service in all_services:
+        grid = [start for day in days for start in grid_starts(provider, service, day)]
+        overrunning = [start for day in days for start in overrunning_starts(provider, service, day)]
+        pool = draw(st.lists(st.sampled_from(grid), min_size=1, max_size=4)) if grid else []
+        if overrunning:
+            pool += draw(st.lists(st.sampled_from(overrunning), max_size=1))
+        pools.append(pool + draw(st.lists(random_starts(provider, days), min_size=0 if pool else 1,
+                                          max_size=1)))
+    return pools
+
+
+@st.composite
+def request_sequences(draw, pools: list[list[datetime]]) -> list[RequestSpec]:
+    everywhere = [start for pool in pools for start in pool]
+    requests: list[RequestSpec] = []
+    for _ in range(draw(st.integers(1, 18))):
+        creates = [i for i, r in enumerate(requests) if r.kind == "create"]
+        kind = draw(st.sampled_from(["create"] * 6 + ["reschedule", "cancel"])) if creates else "create"
+        service = draw(st.integers(0, len(pools) - 1))
+        own = pools[service] if pools[service] and draw(st.integers(0, 9)) < 8 else everywhere
+        start = draw(st.sampled_from(own))
+        if kind == "create":
+            requests.append(RequestSpec("create", start, service, draw(st.sampled_from(CUSTOMERS))))
+        else:
+            target = draw(st.sampled_from(creates))
+            requests.append(RequestSpec(kind, start if kind == "reschedule" else None, target=target))
+    return requests
+
+
+@dataclass(frozen=True)
+class Scenario:
+    provider: ProviderSpec
+    services: tuple[ServiceSpec, ...]  # the last one is the provider's implicit service
+    time_off: tuple[tuple[datetime, datetime], ...]
+    days: tuple[date, ...]
+    requests: tuple[RequestSpec, ...]
+
+
+@st.composite
+def scenarios(draw, first_days: st.SearchStrategy[date], day_count: int = 8) -> Scenario:
+    first = draw(first_days)
+    days = tuple(first + timedelta(days=i) for i in range(day_count))
+    provider = draw(providers(days))
+    own = [draw(services(i)) for i in range(draw(st.integers(1, 3)))]
+    all_services = (*own, provider.implicit_service())
+    pools = draw(start_pools(provider, all_services, days))
+    starts = [start for pool in pools for start in pool]
+    time_off = tuple(draw(st.lists(time_off_periods(starts), max_size=2)))
+    return Scenario(provider, all_services, time_off, days, tuple(draw(request_sequences(pools))))
