@@ -23,6 +23,7 @@ SERVICE_FIELDS = ("id", "name", "duration_minutes", "step_minutes", "buffer_befo
 def present_service(service: Service) -> dict:
     """A service belongs to no provider, so to no zone: its times are shown in UTC."""
     return {**{name: getattr(service, name) for name in SERVICE_FIELDS},
+            "version": service.revision,  # as its ETag: what If-Match names, from a list too
             "created_at": local(service.created_at, "UTC"), "updated_at": local(service.updated_at, "UTC")}
 
 

@@ -530,6 +530,7 @@ class ServiceOut(Schema):
     requires_confirmation = fields.Boolean()
     daily_limit = fields.Integer(allow_none=True)
     weekly_limit = fields.Integer(allow_none=True)
+    version = fields.Integer(metadata={"description": "The service's version, as its ETag carries it."})
     created_at = fields.DateTime(format="iso")
     updated_at = fields.DateTime(format="iso")
 

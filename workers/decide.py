@@ -305,25 +305,29 @@ MOVE_BOOKING = update(bookings).where(
     bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version")).values(
     period=bindparam("b_period"), session_id=bindparam("b_session_id"),
     version=bookings.c.version + 1, updated_at=func.now())
-# The sessions that moves and creates sit in, before any seat is taken: a session
-# nobody sits in takes the service's shape of today; one with seats keeps its own.
-UPSERT_SESSIONS = text("""
-INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity)
+# The sessions that moves and creates sit in, written before their seats are taken: a
+# session nobody sits in takes the service's shape of today; one with seats keeps its own.
+SESSION_ROWS = """
 SELECT s.id, :provider_id, s.service_id, s.starts, tstzrange(s.starts, s.ends, '[)'),
        tstzrange(s.occupied_from, s.occupied_to, '[)'), s.capacity
-  FROM unnest(CAST(:ids AS uuid[]), CAST(:service_ids AS uuid[]), CAST(:starts AS timestamptz[]),
-              CAST(:ends AS timestamptz[]), CAST(:occupied_from AS timestamptz[]),
-              CAST(:occupied_to AS timestamptz[]), CAST(:capacities AS int[]))
+  FROM unnest(CAST(:s_ids AS uuid[]), CAST(:s_service_ids AS uuid[]), CAST(:s_starts AS timestamptz[]),
+              CAST(:s_ends AS timestamptz[]), CAST(:s_occupied_from AS timestamptz[]),
+              CAST(:s_occupied_to AS timestamptz[]), CAST(:s_capacities AS int[]))
        AS s(id, service_id, starts, ends, occupied_from, occupied_to, capacity)
 ON CONFLICT (id) DO UPDATE
    SET period = EXCLUDED.period, occupied = EXCLUDED.occupied, capacity = EXCLUDED.capacity
- WHERE sessions.seats_taken = 0
-""")
-# All of a batch's new bookings in one plain statement. Not executemany: psycopg runs
-# that as a pipeline ending in a Flush, and a Flush received while the session is idle
-# in its transaction switches PostgreSQL's idle_in_transaction_session_timeout off
-# (seen on 18.6): a worker paused right after it would hold the provider for good.
-INSERT_BOOKINGS = text("""
+ WHERE sessions.seats_taken = 0"""
+UPSERT_SESSIONS = text("INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, "
+                       f"capacity){SESSION_ROWS}")
+# All of a batch's new bookings, with their sessions, in one plain statement (the seat
+# trigger and the foreign key check run after it, when the sessions exist). Not
+# executemany: psycopg runs that as a pipeline ending in a Flush, and a Flush received
+# while the session is idle in its transaction switches PostgreSQL's
+# idle_in_transaction_session_timeout off (seen on 18.6): a worker paused right after
+# it would hold the provider for good.
+INSERT_BOOKINGS = text(f"""
+WITH seated AS (
+    INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity){SESSION_ROWS})
 INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, session_id, period, status,
                       version)
 SELECT b.id, :provider_id, b.api_key_id, b.customer_id, b.service_id, b.session_id,
@@ -377,21 +381,21 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
             raise LostRequests(f"booking {parameters['b_id']} moved under provider {provider_id}")
     if new_bookings:
         sessions_ = {d.session.id: d.session for d, _row in new_bookings}
-        _run(conn, UPSERT_SESSIONS, _session_arrays(provider_id, list(sessions_.values())))
-        _run(conn, INSERT_BOOKINGS, _booking_arrays(provider_id, new_bookings))
+        _run(conn, INSERT_BOOKINGS, {**_booking_arrays(provider_id, new_bookings),
+                                     **_session_arrays(provider_id, list(sessions_.values()))})
     if _run(conn, DECIDE_REQUESTS, _outcome_arrays(decisions, now)).rowcount != len(decisions):
         raise LostRequests(f"requests of provider {provider_id} were decided by someone else")
 
 
 def _session_arrays(provider_id: uuid.UUID, sessions_: list[Session]) -> dict:
     return {"provider_id": provider_id,
-            "ids": [s.id for s in sessions_],
-            "service_ids": [s.service_id for s in sessions_],
-            "starts": [s.appointment.start for s in sessions_],
-            "ends": [s.appointment.end for s in sessions_],
-            "occupied_from": [s.occupied.start for s in sessions_],
-            "occupied_to": [s.occupied.end for s in sessions_],
-            "capacities": [s.capacity for s in sessions_]}
+            "s_ids": [s.id for s in sessions_],
+            "s_service_ids": [s.service_id for s in sessions_],
+            "s_starts": [s.appointment.start for s in sessions_],
+            "s_ends": [s.appointment.end for s in sessions_],
+            "s_occupied_from": [s.occupied.start for s in sessions_],
+            "s_occupied_to": [s.occupied.end for s in sessions_],
+            "s_capacities": [s.capacity for s in sessions_]}
 
 
 def _booking_arrays(provider_id: uuid.UUID, new_bookings: list) -> dict:

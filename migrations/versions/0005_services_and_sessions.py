@@ -94,9 +94,13 @@ def upgrade() -> None:
     op.execute(TAKE_SEATS)
     op.execute("CREATE TRIGGER bookings_take_seats AFTER INSERT OR DELETE OR UPDATE OF status, session_id, period "
                "ON bookings FOR EACH ROW EXECUTE FUNCTION booking_take_seats()")
-    for table in ("sessions", "provider_services"):
-        op.execute(f"CREATE TRIGGER {table}_require_claim BEFORE INSERT OR UPDATE OR DELETE ON {table} "
-                   "FOR EACH ROW EXECUTE FUNCTION booking_require_calendar_claim()")
+    op.execute("CREATE TRIGGER provider_services_require_claim BEFORE INSERT OR UPDATE OR DELETE "
+               "ON provider_services FOR EACH ROW EXECUTE FUNCTION booking_require_calendar_claim()")
+    # Not on seats_taken: only the seat trigger writes it, for a booking write that
+    # bookings_require_claim has already let through (one check per booking, not two).
+    op.execute("CREATE TRIGGER sessions_require_claim BEFORE INSERT OR DELETE "
+               "OR UPDATE OF provider_id, service_id, start, period, occupied, capacity "
+               "ON sessions FOR EACH ROW EXECUTE FUNCTION booking_require_calendar_claim()")
     op.execute(OVERRIDES_REQUIRE_CLAIM)
     op.execute("CREATE TRIGGER providers_overrides_require_claim BEFORE UPDATE OF date_overrides ON providers "
                "FOR EACH ROW WHEN (OLD.date_overrides IS DISTINCT FROM NEW.date_overrides) "
@@ -155,8 +159,10 @@ def _create_sessions() -> None:
                            "AND NOT upper_inf(occupied) AND NOT lower_inf(occupied)",
                            name="sessions_shape"),
     )
-    op.execute("ALTER TABLE sessions ADD CONSTRAINT sessions_key UNIQUE NULLS NOT DISTINCT "
-               "(provider_id, service_id, start)")
+    # One session per (provider, service, start): its id is that key's hash, so the
+    # primary key keeps the key unique without an index of its own.
+    op.execute("ALTER TABLE sessions ADD CONSTRAINT sessions_id_is_its_key CHECK (id = " + SESSION_ID_SQL.format(
+        provider="provider_id", service="service_id", start="start") + ")")
     # The database's final word: sessions of a provider with seats taken never overlap.
     op.execute("ALTER TABLE sessions ADD CONSTRAINT sessions_no_overlap "
                "EXCLUDE USING gist (provider_id WITH =, occupied WITH &&) WHERE (seats_taken > 0)")

@@ -1,6 +1,7 @@
 """Date overrides over HTTP and through the decision path: a date's hours in place of
 its weekday's, closed dates, stranded bookings, the calendar fence."""
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -320,3 +321,34 @@ def test_a_create_on_a_closed_date_is_rejected_outside_working_hours(db):
     decide.decide_provider_queue(provider.id)
 
     assert request_outcome(db, request.id) == ("rejected", "outside_working_hours")
+
+
+def test_an_override_on_a_new_york_clock_change_day_skips_the_hour_that_does_not_exist(http, admin_key,
+                                                                                       client_key):
+    # Given a New York provider opened by override 01:00-04:00 on the day clocks spring forward,
+    new_york = ZoneInfo("America/New_York")
+    provider = create(http, admin_key, timezone="America/New_York").get_json()
+    spring_forward = date(2027, 3, 14)  # 02:00 EST becomes 03:00 EDT
+    assert put_hours(http, admin_key, provider["id"], spring_forward,
+                     [{"start": "01:00", "end": "04:00"}]).status_code == 200
+
+    # its slots are the wall times that exist: two hours of real time, four slots,
+    listed = http.get(f"/v1/providers/{provider['id']}/slots?date={spring_forward}",
+                      headers=auth(client_key)).get_json()["slots"]
+    assert [slot["start"] for slot in listed] == [
+        "2027-03-14T01:00:00-05:00", "2027-03-14T01:30:00-05:00",
+        "2027-03-14T03:00:00-04:00", "2027-03-14T03:30:00-04:00"]
+
+    # and a worker books 03:00 EDT, which the listing then no longer offers.
+    key = keys.create_key("k", "client").api_key
+    three = datetime(2027, 3, 14, 3, tzinfo=new_york)
+    booked = requests.submit_create(key, uuid_of(provider), "c", three, None, None)
+    assert decide.decide_provider_queue(uuid_of(provider)) == 1
+    assert requests.get_request(key, booked.id).status == "succeeded"
+    assert "2027-03-14T03:00:00-04:00" not in [
+        s["start"] for s in http.get(f"/v1/providers/{provider['id']}/slots?date={spring_forward}",
+                                     headers=auth(client_key)).get_json()["slots"]]
+
+
+def uuid_of(resource: dict) -> uuid.UUID:
+    return uuid.UUID(resource["id"])
