@@ -307,18 +307,14 @@ MOVE_BOOKING = update(bookings).where(
     version=bookings.c.version + 1, updated_at=func.now())
 # The sessions that moves and creates sit in, written before their seats are taken: a
 # session nobody sits in takes the service's shape of today; one with seats keeps its own.
-SESSION_ROWS = """
-SELECT s.id, :provider_id, s.service_id, s.starts, tstzrange(s.starts, s.ends, '[)'),
-       tstzrange(s.occupied_from, s.occupied_to, '[)'), s.capacity
-  FROM unnest(CAST(:s_ids AS uuid[]), CAST(:s_service_ids AS uuid[]), CAST(:s_starts AS timestamptz[]),
-              CAST(:s_ends AS timestamptz[]), CAST(:s_occupied_from AS timestamptz[]),
-              CAST(:s_occupied_to AS timestamptz[]), CAST(:s_capacities AS int[]))
-       AS s(id, service_id, starts, ends, occupied_from, occupied_to, capacity)
+ON_SESSION_CONFLICT = """
 ON CONFLICT (id) DO UPDATE
    SET period = EXCLUDED.period, occupied = EXCLUDED.occupied, capacity = EXCLUDED.capacity
  WHERE sessions.seats_taken = 0"""
-UPSERT_SESSIONS = text("INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, "
-                       f"capacity){SESSION_ROWS}")
+UPSERT_SESSIONS = text(f"""
+INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity)
+SELECT :session_id, :provider_id, :service_id, :start, tstzrange(:start, :end, '[)'),
+       tstzrange(:occupied_from, :occupied_to, '[)'), :capacity{ON_SESSION_CONFLICT}""")
 # All of a batch's new bookings, with their sessions, in one plain statement (the seat
 # trigger and the foreign key check run after it, when the sessions exist). Not
 # executemany: psycopg runs that as a pipeline ending in a Flush, and a Flush received
@@ -326,16 +322,24 @@ UPSERT_SESSIONS = text("INSERT INTO sessions (id, provider_id, service_id, start
 # idle_in_transaction_session_timeout off (seen on 18.6): a worker paused right after
 # it would hold the provider for good.
 INSERT_BOOKINGS = text(f"""
-WITH seated AS (
-    INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity){SESSION_ROWS})
+WITH b AS (
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:key_ids AS uuid[]), CAST(:customer_ids AS text[]),
+                         CAST(:service_ids AS uuid[]), CAST(:session_ids AS uuid[]),
+                         CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]),
+                         CAST(:occupied_from AS timestamptz[]), CAST(:occupied_to AS timestamptz[]),
+                         CAST(:capacities AS int[]))
+           AS b(id, api_key_id, customer_id, service_id, session_id, starts, ends, occupied_from,
+                occupied_to, capacity)),
+seated AS (
+    INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity)
+    SELECT DISTINCT ON (session_id) session_id, :provider_id, service_id, starts,
+           tstzrange(starts, ends, '[)'), tstzrange(occupied_from, occupied_to, '[)'), capacity
+      FROM b{ON_SESSION_CONFLICT})
 INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, session_id, period, status,
                       version)
 SELECT b.id, :provider_id, b.api_key_id, b.customer_id, b.service_id, b.session_id,
        tstzrange(b.starts, b.ends, '[)'), 'confirmed', 1
-  FROM unnest(CAST(:ids AS uuid[]), CAST(:key_ids AS uuid[]), CAST(:customer_ids AS text[]),
-              CAST(:service_ids AS uuid[]), CAST(:session_ids AS uuid[]),
-              CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]))
-       AS b(id, api_key_id, customer_id, service_id, session_id, starts, ends)
+  FROM b
 """)
 # Every outcome of the batch in one statement, so its row count says whether each
 # request was still queued.
@@ -376,37 +380,36 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
     # today, as the decider gave it.
     for statement, parameters, session in changes:
         if session is not None:
-            _run(conn, UPSERT_SESSIONS, _session_arrays(provider_id, [session]))
+            _run(conn, UPSERT_SESSIONS, _session_values(provider_id, session))
         if _run(conn, statement, parameters).rowcount != 1:
             raise LostRequests(f"booking {parameters['b_id']} moved under provider {provider_id}")
     if new_bookings:
-        sessions_ = {d.session.id: d.session for d, _row in new_bookings}
-        _run(conn, INSERT_BOOKINGS, {**_booking_arrays(provider_id, new_bookings),
-                                     **_session_arrays(provider_id, list(sessions_.values()))})
+        _run(conn, INSERT_BOOKINGS, _booking_arrays(provider_id, new_bookings))
     if _run(conn, DECIDE_REQUESTS, _outcome_arrays(decisions, now)).rowcount != len(decisions):
         raise LostRequests(f"requests of provider {provider_id} were decided by someone else")
 
 
-def _session_arrays(provider_id: uuid.UUID, sessions_: list[Session]) -> dict:
-    return {"provider_id": provider_id,
-            "s_ids": [s.id for s in sessions_],
-            "s_service_ids": [s.service_id for s in sessions_],
-            "s_starts": [s.appointment.start for s in sessions_],
-            "s_ends": [s.appointment.end for s in sessions_],
-            "s_occupied_from": [s.occupied.start for s in sessions_],
-            "s_occupied_to": [s.occupied.end for s in sessions_],
-            "s_capacities": [s.capacity for s in sessions_]}
+def _session_values(provider_id: uuid.UUID, session: Session) -> dict:
+    return {"provider_id": provider_id, "session_id": session.id, "service_id": session.service_id,
+            "start": session.appointment.start, "end": session.appointment.end,
+            "occupied_from": session.occupied.start, "occupied_to": session.occupied.end,
+            "capacity": session.capacity}
 
 
 def _booking_arrays(provider_id: uuid.UUID, new_bookings: list) -> dict:
+    """Each new booking with its session's shape (sessions joined are not reshaped)."""
+    sessions_ = [d.session for d, _row in new_bookings]
     return {"provider_id": provider_id,
             "ids": [d.booking_id for d, _row in new_bookings],
             "key_ids": [row.api_key_id for _d, row in new_bookings],
             "customer_ids": [row.customer_id for _d, row in new_bookings],
-            "service_ids": [d.session.service_id for d, _row in new_bookings],
-            "session_ids": [d.session.id for d, _row in new_bookings],
-            "starts": [d.session.appointment.start for d, _row in new_bookings],
-            "ends": [d.session.appointment.end for d, _row in new_bookings]}
+            "service_ids": [s.service_id for s in sessions_],
+            "session_ids": [s.id for s in sessions_],
+            "starts": [s.appointment.start for s in sessions_],
+            "ends": [s.appointment.end for s in sessions_],
+            "occupied_from": [s.occupied.start for s in sessions_],
+            "occupied_to": [s.occupied.end for s in sessions_],
+            "capacities": [s.capacity for s in sessions_]}
 
 
 def _outcome_arrays(decisions: list[Decision], now: datetime) -> dict:

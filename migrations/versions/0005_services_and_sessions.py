@@ -98,7 +98,9 @@ def upgrade() -> None:
                "ON provider_services FOR EACH ROW EXECUTE FUNCTION booking_require_calendar_claim()")
     # Not on seats_taken: only the seat trigger writes it, for a booking write that
     # bookings_require_claim has already let through (one check per booking, not two).
-    op.execute("CREATE TRIGGER sessions_require_claim BEFORE INSERT OR DELETE "
+    # Not on INSERT: a session nobody sits in constrains nothing, and its first seat is
+    # taken by a booking write, which is checked.
+    op.execute("CREATE TRIGGER sessions_require_claim BEFORE DELETE "
                "OR UPDATE OF provider_id, service_id, start, period, occupied, capacity "
                "ON sessions FOR EACH ROW EXECUTE FUNCTION booking_require_calendar_claim()")
     op.execute(OVERRIDES_REQUIRE_CLAIM)
