@@ -1,6 +1,6 @@
 """The ceiling: pgbench (shipped with the embedded PostgreSQL) running the pipeline's
 own SQL per booking, 8 clients: the accept statement, then the decision transaction
-(batch and calendar reads, version claim, session upsert, booking insert, request update). No Python
+(batch and calendar reads, version claim, booking insert with its seat, request update). No Python
 anywhere in the loop."""
 
 from __future__ import annotations
@@ -52,17 +52,9 @@ SELECT md5(':pid/' || '/' || ((extract(epoch FROM date_trunc('hour', now()) + :s
                                 * 1000000)::bigint)::text)::uuid AS sid,
        tstzrange(date_trunc('hour', now()) + :slot * interval '30 minutes',
                  date_trunc('hour', now()) + (:slot + 1) * interval '30 minutes', '[)') AS period \gset
-INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity)
-  VALUES (':sid'::uuid, ':pid'::uuid, NULL, lower(':period'::tstzrange), ':period'::tstzrange,
-          ':period'::tstzrange, 1)
-  ON CONFLICT (id) DO UPDATE SET period = EXCLUDED.period, occupied = EXCLUDED.occupied,
-                                 capacity = EXCLUDED.capacity
-  WHERE sessions.seats_taken = 0;
 -- The claim above serializes a provider's transactions, so a full session is seen here.
-INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, session_id, period, status,
-                      version)
-  SELECT gen_random_uuid(), ':pid'::uuid, ':key'::uuid, 'pgbench', NULL, ':sid'::uuid,
-         ':period'::tstzrange, 'confirmed', 1
+INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, period, status, version)
+  SELECT gen_random_uuid(), ':pid'::uuid, ':key'::uuid, 'pgbench', NULL, ':period'::tstzrange, 'confirmed', 1
   WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE id = ':sid'::uuid AND seats_taken >= capacity);
 UPDATE booking_requests SET status = 'succeeded', decided_at = now()
   WHERE id = ':rid'::uuid AND status = 'queued';

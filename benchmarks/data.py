@@ -59,24 +59,14 @@ def preload_bookings(engine: Engine, key_id: str, per_provider: int) -> int:
     """Confirmed bookings spread over every provider's horizon (every 17th slot)."""
     with engine.begin() as conn:
         claim_every_calendar(conn)
-        # Each booking in its one-seat session of the implicit service (id as
-        # models.sessions.session_id_for computes it), as the decision path writes them.
+        # The seat trigger puts each in its one-seat session of the implicit service.
         conn.execute(text(
-            "CREATE TEMP TABLE seed_periods ON COMMIT DROP AS "
-            "SELECT p.id AS provider_id, tstzrange(:base + (:first + g * 17) * interval '30 minutes', "
-            "       :base + (:first + g * 17 + 1) * interval '30 minutes', '[)') AS period "
+            "INSERT INTO bookings (id, provider_id, api_key_id, customer_id, period, status, version) "
+            "SELECT gen_random_uuid(), p.id, :key, 'seed', "
+            "tstzrange(:base + (:first + g * 17) * interval '30 minutes', "
+            "          :base + (:first + g * 17 + 1) * interval '30 minutes', '[)'), 'confirmed', 1 "
             "FROM providers p CROSS JOIN generate_series(0, :per - 1) g"),
-            {"base": base_time(), "first": FIRST_SLOT, "per": per_provider})
-        session_id = ("md5(provider_id::text || '//' || ((extract(epoch FROM lower(period)) * 1000000)"
-                      "::bigint)::text)::uuid")
-        conn.execute(text(
-            "INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity) "
-            f"SELECT {session_id}, provider_id, NULL, lower(period), period, period, 1 FROM seed_periods"))
-        conn.execute(text(
-            "INSERT INTO bookings (id, provider_id, api_key_id, customer_id, session_id, period, status, "
-            "version) "
-            f"SELECT gen_random_uuid(), provider_id, :key, 'seed', {session_id}, period, 'confirmed', 1 "
-            "FROM seed_periods"), {"key": key_id})
+            {"key": key_id, "base": base_time(), "first": FIRST_SLOT, "per": per_provider})
         conn.execute(text("ANALYZE sessions"))
         conn.execute(text("ANALYZE bookings"))
         return conn.scalar(text("SELECT count(*) FROM bookings"))

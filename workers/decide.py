@@ -303,43 +303,19 @@ CANCEL_BOOKING = update(bookings).where(
     updated_at=func.now())
 MOVE_BOOKING = update(bookings).where(
     bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version")).values(
-    period=bindparam("b_period"), session_id=bindparam("b_session_id"),
-    version=bookings.c.version + 1, updated_at=func.now())
-# The sessions that moves and creates sit in, written before their seats are taken: a
-# session nobody sits in takes the service's shape of today; one with seats keeps its own.
-ON_SESSION_CONFLICT = """
-ON CONFLICT (id) DO UPDATE
-   SET period = EXCLUDED.period, occupied = EXCLUDED.occupied, capacity = EXCLUDED.capacity
- WHERE sessions.seats_taken = 0"""
-UPSERT_SESSIONS = text(f"""
-INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity)
-SELECT :session_id, :provider_id, :service_id, :start, tstzrange(:start, :end, '[)'),
-       tstzrange(:occupied_from, :occupied_to, '[)'), :capacity{ON_SESSION_CONFLICT}""")
-# All of a batch's new bookings, with their sessions, in one plain statement (the seat
-# trigger and the foreign key check run after it, when the sessions exist). Not
-# executemany: psycopg runs that as a pipeline ending in a Flush, and a Flush received
-# while the session is idle in its transaction switches PostgreSQL's
-# idle_in_transaction_session_timeout off (seen on 18.6): a worker paused right after
-# it would hold the provider for good.
-INSERT_BOOKINGS = text(f"""
-WITH b AS (
-    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:key_ids AS uuid[]), CAST(:customer_ids AS text[]),
-                         CAST(:service_ids AS uuid[]), CAST(:session_ids AS uuid[]),
-                         CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]),
-                         CAST(:occupied_from AS timestamptz[]), CAST(:occupied_to AS timestamptz[]),
-                         CAST(:capacities AS int[]))
-           AS b(id, api_key_id, customer_id, service_id, session_id, starts, ends, occupied_from,
-                occupied_to, capacity)),
-seated AS (
-    INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity)
-    SELECT DISTINCT ON (session_id) session_id, :provider_id, service_id, starts,
-           tstzrange(starts, ends, '[)'), tstzrange(occupied_from, occupied_to, '[)'), capacity
-      FROM b{ON_SESSION_CONFLICT})
-INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, session_id, period, status,
-                      version)
-SELECT b.id, :provider_id, b.api_key_id, b.customer_id, b.service_id, b.session_id,
-       tstzrange(b.starts, b.ends, '[)'), 'confirmed', 1
-  FROM b
+    period=bindparam("b_period"), version=bookings.c.version + 1, updated_at=func.now())
+# All of a batch's new bookings in one plain statement; the seat trigger puts each in its
+# session (booking_take_seats, migration 0005). Not executemany: psycopg runs that as a
+# pipeline ending in a Flush, and a Flush received while the session is idle in its
+# transaction switches PostgreSQL's idle_in_transaction_session_timeout off (seen on
+# 18.6): a worker paused right after it would hold the provider for good.
+INSERT_BOOKINGS = text("""
+INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, period, status, version)
+SELECT b.id, :provider_id, b.api_key_id, b.customer_id, b.service_id, tstzrange(b.starts, b.ends, '[)'),
+       'confirmed', 1
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:key_ids AS uuid[]), CAST(:customer_ids AS text[]),
+              CAST(:service_ids AS uuid[]), CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]))
+       AS b(id, api_key_id, customer_id, service_id, starts, ends)
 """)
 # Every outcome of the batch in one statement, so its row count says whether each
 # request was still queued.
@@ -366,21 +342,16 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
             new_bookings.append((decision, row_by_id[decision.request_id]))
         elif kind == "move":
             changes.append((MOVE_BOOKING, {"b_id": decision.booking_id, "b_version": decision.changed_version,
-                                           "b_period": _range(decision.session.appointment),
-                                           "b_session_id": decision.session.id}, decision.session))
+                                           "b_period": _range(decision.session.appointment)}))
         elif kind == "cancel":
             changes.append((CANCEL_BOOKING, {"b_id": decision.booking_id,
                                              "b_version": decision.changed_version,
-                                             "b_reason": row_by_id[decision.request_id].cancel_reason},
-                            None))
+                                             "b_reason": row_by_id[decision.request_id].cancel_reason}))
     # Moves and cancels first, in the order decided: they free the seats that later
-    # creates may take, and a booking changed twice goes from each version to the next.
-    # A session is written just before its first seat is: one that this batch emptied
-    # has by then no seats in the database either, so it takes the service's shape of
-    # today, as the decider gave it.
-    for statement, parameters, session in changes:
-        if session is not None:
-            _run(conn, UPSERT_SESSIONS, _session_values(provider_id, session))
+    # creates may take (a session this batch emptied then takes the service's shape of
+    # today, as the decider gave it), and a booking changed twice goes from each
+    # version to the next.
+    for statement, parameters in changes:
         if _run(conn, statement, parameters).rowcount != 1:
             raise LostRequests(f"booking {parameters['b_id']} moved under provider {provider_id}")
     if new_bookings:
@@ -389,27 +360,15 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
         raise LostRequests(f"requests of provider {provider_id} were decided by someone else")
 
 
-def _session_values(provider_id: uuid.UUID, session: Session) -> dict:
-    return {"provider_id": provider_id, "session_id": session.id, "service_id": session.service_id,
-            "start": session.appointment.start, "end": session.appointment.end,
-            "occupied_from": session.occupied.start, "occupied_to": session.occupied.end,
-            "capacity": session.capacity}
-
-
 def _booking_arrays(provider_id: uuid.UUID, new_bookings: list) -> dict:
-    """Each new booking with its session's shape (sessions joined are not reshaped)."""
     sessions_ = [d.session for d, _row in new_bookings]
     return {"provider_id": provider_id,
             "ids": [d.booking_id for d, _row in new_bookings],
             "key_ids": [row.api_key_id for _d, row in new_bookings],
             "customer_ids": [row.customer_id for _d, row in new_bookings],
             "service_ids": [s.service_id for s in sessions_],
-            "session_ids": [s.id for s in sessions_],
             "starts": [s.appointment.start for s in sessions_],
-            "ends": [s.appointment.end for s in sessions_],
-            "occupied_from": [s.occupied.start for s in sessions_],
-            "occupied_to": [s.occupied.end for s in sessions_],
-            "capacities": [s.capacity for s in sessions_]}
+            "ends": [s.appointment.end for s in sessions_]}
 
 
 def _outcome_arrays(decisions: list[Decision], now: datetime) -> dict:

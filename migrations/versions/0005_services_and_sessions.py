@@ -34,34 +34,69 @@ depends_on = None
 SESSION_ID_SQL = ("md5({provider}::text || '/' || coalesce({service}::text, '') || '/' || "
                   "((extract(epoch FROM {start}) * 1000000)::bigint)::text)::uuid")
 
-TAKE_SEATS = """
+# The seat a booking takes, kept by the database itself: before a booking is written,
+# its session (the hash of provider/service/start) loses the old seat and gains the new
+# one, made with the service's shape of today (buffers, capacity) if nobody sits in it.
+# A session with seats keeps its shape; a booking whose interval is not its session's
+# is refused. Constraints on sessions then refuse overlap and overfilling.
+TAKE_SEATS = f"""
 CREATE FUNCTION booking_take_seats() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     old_live boolean := TG_OP <> 'INSERT' AND OLD.status IN ('pending', 'confirmed');
     new_live boolean := TG_OP <> 'DELETE' AND NEW.status IN ('pending', 'confirmed');
+    before_start interval := interval '0';
+    after_end interval := interval '0';
+    seats integer := 1;
+    seated tstzrange;
 BEGIN
+    IF TG_OP <> 'DELETE' THEN
+        NEW.session_id := {SESSION_ID_SQL.format(provider="NEW.provider_id", service="NEW.service_id",
+                                                 start="lower(NEW.period)")};
+    END IF;
     IF old_live AND new_live AND OLD.session_id = NEW.session_id AND OLD.period = NEW.period THEN
-        RETURN NULL;  -- the seat stays where it was
+        RETURN NEW;  -- the seat stays where it was
     END IF;
     IF old_live THEN
         UPDATE sessions SET seats_taken = seats_taken - 1 WHERE id = OLD.session_id;
     END IF;
+    IF TG_OP = 'INSERT' AND NOT new_live THEN  -- a booking written as already cancelled
+        INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity)
+        VALUES (NEW.session_id, NEW.provider_id, NEW.service_id, lower(NEW.period), NEW.period, NEW.period, 1)
+        ON CONFLICT (id) DO NOTHING;
+    END IF;
     IF new_live THEN
-        -- A seat is taken only in a session of the booking's own provider, service and
-        -- appointment: the session's occupied time is then the booking's too.
-        UPDATE sessions SET seats_taken = seats_taken + 1
-         WHERE id = NEW.session_id AND provider_id = NEW.provider_id AND period = NEW.period
-           AND service_id IS NOT DISTINCT FROM NEW.service_id;
-        IF NOT FOUND THEN
+        IF NEW.service_id IS NOT NULL THEN
+            SELECT make_interval(mins => buffer_before_minutes), make_interval(mins => buffer_after_minutes),
+                   capacity
+              INTO before_start, after_end, seats
+              FROM services WHERE id = NEW.service_id;
+        END IF;
+        INSERT INTO sessions AS s (id, provider_id, service_id, start, period, occupied, capacity, seats_taken)
+        VALUES (NEW.session_id, NEW.provider_id, NEW.service_id, lower(NEW.period), NEW.period,
+                tstzrange(lower(NEW.period) - before_start, upper(NEW.period) + after_end, '[)'), seats, 1)
+        ON CONFLICT (id) DO UPDATE
+           SET seats_taken = s.seats_taken + 1,
+               period = CASE WHEN s.seats_taken = 0 THEN EXCLUDED.period ELSE s.period END,
+               occupied = CASE WHEN s.seats_taken = 0 THEN EXCLUDED.occupied ELSE s.occupied END,
+               capacity = CASE WHEN s.seats_taken = 0 THEN EXCLUDED.capacity ELSE s.capacity END
+        RETURNING s.period INTO seated;
+        IF seated <> NEW.period THEN
             RAISE EXCEPTION 'booking % does not match its session %', NEW.id, NEW.session_id
                   USING ERRCODE = 'P0001';
         END IF;
     END IF;
-    RETURN NULL;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
 END
 $$;
 """
+SESSION_SHAPE_CHANGED = ("OLD.provider_id IS DISTINCT FROM NEW.provider_id OR OLD.service_id IS DISTINCT FROM "
+                         "NEW.service_id OR OLD.start IS DISTINCT FROM NEW.start OR OLD.period IS DISTINCT FROM "
+                         "NEW.period OR OLD.occupied IS DISTINCT FROM NEW.occupied OR OLD.capacity IS DISTINCT "
+                         "FROM NEW.capacity")
 
 # A provider row's own date overrides: the claim is on the row itself.
 OVERRIDES_REQUIRE_CLAIM = """
@@ -92,17 +127,19 @@ def upgrade() -> None:
     op.execute("CREATE UNIQUE INDEX bookings_one_seat_per_customer ON bookings (session_id, customer_id) "
                "WHERE status IN ('pending', 'confirmed')")
     op.execute(TAKE_SEATS)
-    op.execute("CREATE TRIGGER bookings_take_seats AFTER INSERT OR DELETE OR UPDATE OF status, session_id, period "
+    # After bookings_require_claim (triggers fire by name): only a claimed write takes seats.
+    op.execute("CREATE TRIGGER bookings_take_seats BEFORE INSERT OR DELETE "
+               "OR UPDATE OF status, period, provider_id, service_id, session_id "
                "ON bookings FOR EACH ROW EXECUTE FUNCTION booking_take_seats()")
     op.execute("CREATE TRIGGER provider_services_require_claim BEFORE INSERT OR UPDATE OR DELETE "
                "ON provider_services FOR EACH ROW EXECUTE FUNCTION booking_require_calendar_claim()")
-    # Not on seats_taken: only the seat trigger writes it, for a booking write that
-    # bookings_require_claim has already let through (one check per booking, not two).
-    # Not on INSERT: a session nobody sits in constrains nothing, and its first seat is
-    # taken by a booking write, which is checked.
-    op.execute("CREATE TRIGGER sessions_require_claim BEFORE DELETE "
-               "OR UPDATE OF provider_id, service_id, start, period, occupied, capacity "
-               "ON sessions FOR EACH ROW EXECUTE FUNCTION booking_require_calendar_claim()")
+    # Sessions are written by the seat trigger, for a booking write that bookings_require_claim
+    # has let through; a session's shape changed by anyone else must claim it too. Its
+    # seat count alone, or a new session, needs no second check.
+    op.execute(f"CREATE TRIGGER sessions_require_claim BEFORE UPDATE ON sessions FOR EACH ROW "
+               f"WHEN ({SESSION_SHAPE_CHANGED}) EXECUTE FUNCTION booking_require_calendar_claim()")
+    op.execute("CREATE TRIGGER sessions_delete_require_claim BEFORE DELETE ON sessions FOR EACH ROW "
+               "EXECUTE FUNCTION booking_require_calendar_claim()")
     op.execute(OVERRIDES_REQUIRE_CLAIM)
     op.execute("CREATE TRIGGER providers_overrides_require_claim BEFORE UPDATE OF date_overrides ON providers "
                "FOR EACH ROW WHEN (OLD.date_overrides IS DISTINCT FROM NEW.date_overrides) "
@@ -200,6 +237,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER providers_overrides_require_claim ON providers")
     op.execute("DROP FUNCTION booking_require_own_claim()")
     op.execute("DROP TRIGGER provider_services_require_claim ON provider_services")
+    op.execute("DROP TRIGGER sessions_delete_require_claim ON sessions")
     op.execute("DROP TRIGGER sessions_require_claim ON sessions")
     op.execute("DROP TRIGGER bookings_take_seats ON bookings")
     op.execute("DROP FUNCTION booking_take_seats()")

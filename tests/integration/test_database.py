@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from booking.fence import claim_calendar
-from booking.services import keys, providers, requests
+from booking.services import catalog, keys, providers, requests
 from tests import seeding
 from workers import decide
 
@@ -42,21 +42,22 @@ def test_sql_cannot_fill_a_session_past_its_capacity_nor_seat_a_customer_twice(d
     provider = make_provider()
     key = keys.create_key("k", "client").api_key
     start = datetime(2030, 1, 7, 9, tzinfo=UTC)
+    pair = catalog.create_service({"name": "Tandem", "duration_minutes": 60, "capacity": 2})
     with db.begin() as conn:
         for customer in ("a", "b"):
-            insert_booking(conn, provider.id, key.id, start, customer_id=customer, capacity=2)
+            insert_booking(conn, provider.id, key.id, start, customer_id=customer, service_id=pair.id)
 
     with pytest.raises(IntegrityError, match="sessions_within_capacity"), db.begin() as conn:
-        insert_booking(conn, provider.id, key.id, start, customer_id="c", capacity=2)
+        insert_booking(conn, provider.id, key.id, start, customer_id="c", service_id=pair.id)
     with pytest.raises(IntegrityError, match="bookings_one_seat_per_customer"), db.begin() as conn:
         claim_calendar(conn.execute, provider.id)
         # one seat freed, so only the customer rule can refuse the next insert
         conn.execute(text("UPDATE bookings SET status = 'cancelled' WHERE customer_id = 'b'"))
-        insert_booking(conn, provider.id, key.id, start, customer_id="a", capacity=2)
+        insert_booking(conn, provider.id, key.id, start, customer_id="a", service_id=pair.id)
     with db.begin() as conn:  # a cancelled seat is free again, for anyone
         claim_calendar(conn.execute, provider.id)
         conn.execute(text("UPDATE bookings SET status = 'cancelled' WHERE customer_id = 'b'"))
-        insert_booking(conn, provider.id, key.id, start, customer_id="c", capacity=2)
+        insert_booking(conn, provider.id, key.id, start, customer_id="c", service_id=pair.id)
         seats = conn.scalar(text("SELECT seats_taken FROM sessions WHERE provider_id = :p"),
                             {"p": provider.id})
     assert seats == 2

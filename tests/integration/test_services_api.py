@@ -49,8 +49,7 @@ def seeded_booking(db, provider_id, service, start: datetime, customer_id: str =
         claim_calendar(conn.execute, provider_id)  # as every writer of a calendar must
         booking_id = insert_booking(conn, provider_id, key_id, start,
                                     start + timedelta(minutes=service["duration_minutes"]),
-                                    customer_id=customer_id, service_id=uuid.UUID(service["id"]),
-                                    capacity=service["capacity"])
+                                    customer_id=customer_id, service_id=uuid.UUID(service["id"]))
     return str(booking_id)
 
 
