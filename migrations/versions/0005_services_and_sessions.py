@@ -39,6 +39,10 @@ SESSION_ID_SQL = ("md5({provider}::text || '/' || coalesce({service}::text, '') 
 # one, made with the service's shape of today (buffers, capacity) if nobody sits in it.
 # A session with seats keeps its shape; a booking whose interval is not its session's
 # is refused. Constraints on sessions then refuse overlap and overfilling.
+# BEFORE, so that one upsert makes a new session with its seat (the decision path's cost
+# per booking). The price: a row that INSERT ... ON CONFLICT then skips would keep its
+# seat. Nothing writes bookings that way, and a phantom seat could only block a slot,
+# never let two bookings overlap.
 TAKE_SEATS = f"""
 CREATE FUNCTION booking_take_seats() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -50,6 +54,9 @@ DECLARE
     seats integer := 1;
     seated tstzrange;
 BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.provider_id <> NEW.provider_id THEN
+        RAISE EXCEPTION 'booking % cannot move to another provider', OLD.id USING ERRCODE = 'P0001';
+    END IF;
     IF TG_OP <> 'DELETE' THEN
         NEW.session_id := {SESSION_ID_SQL.format(provider="NEW.provider_id", service="NEW.service_id",
                                                  start="lower(NEW.period)")};
@@ -60,7 +67,8 @@ BEGIN
     IF old_live THEN
         UPDATE sessions SET seats_taken = seats_taken - 1 WHERE id = OLD.session_id;
     END IF;
-    IF TG_OP = 'INSERT' AND NOT new_live THEN  -- a booking written as already cancelled
+    IF NOT new_live AND TG_OP <> 'DELETE'
+       AND (TG_OP = 'INSERT' OR OLD.session_id <> NEW.session_id) THEN  -- a session with no seat of it
         INSERT INTO sessions (id, provider_id, service_id, start, period, occupied, capacity)
         VALUES (NEW.session_id, NEW.provider_id, NEW.service_id, lower(NEW.period), NEW.period, NEW.period, 1)
         ON CONFLICT (id) DO NOTHING;
@@ -90,6 +98,15 @@ BEGIN
         RETURN OLD;
     END IF;
     RETURN NEW;
+END
+$$;
+"""
+SEATS_BY_BOOKINGS_ONLY = """
+CREATE FUNCTION booking_refuse_seat_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'sessions are written by booking writes only (session %)', NEW.id
+          USING ERRCODE = 'P0001', HINT = 'insert, update or delete bookings instead';
 END
 $$;
 """
@@ -140,6 +157,11 @@ def upgrade() -> None:
                f"WHEN ({SESSION_SHAPE_CHANGED}) EXECUTE FUNCTION booking_require_calendar_claim()")
     op.execute("CREATE TRIGGER sessions_delete_require_claim BEFORE DELETE ON sessions FOR EACH ROW "
                "EXECUTE FUNCTION booking_require_calendar_claim()")
+    # Seats are counted by the seat trigger alone (depth 1), never written straight.
+    op.execute(SEATS_BY_BOOKINGS_ONLY)
+    op.execute("CREATE TRIGGER sessions_seats_by_bookings_only BEFORE INSERT OR UPDATE OF seats_taken "
+               "ON sessions FOR EACH ROW WHEN (pg_trigger_depth() = 0) "
+               "EXECUTE FUNCTION booking_refuse_seat_write()")
     op.execute(OVERRIDES_REQUIRE_CLAIM)
     op.execute("CREATE TRIGGER providers_overrides_require_claim BEFORE UPDATE OF date_overrides ON providers "
                "FOR EACH ROW WHEN (OLD.date_overrides IS DISTINCT FROM NEW.date_overrides) "
@@ -237,6 +259,8 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER providers_overrides_require_claim ON providers")
     op.execute("DROP FUNCTION booking_require_own_claim()")
     op.execute("DROP TRIGGER provider_services_require_claim ON provider_services")
+    op.execute("DROP TRIGGER sessions_seats_by_bookings_only ON sessions")
+    op.execute("DROP FUNCTION booking_refuse_seat_write()")
     op.execute("DROP TRIGGER sessions_delete_require_claim ON sessions")
     op.execute("DROP TRIGGER sessions_require_claim ON sessions")
     op.execute("DROP TRIGGER bookings_take_seats ON bookings")

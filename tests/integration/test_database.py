@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from booking.fence import claim_calendar
 from booking.services import catalog, keys, providers, requests
@@ -61,6 +61,35 @@ def test_sql_cannot_fill_a_session_past_its_capacity_nor_seat_a_customer_twice(d
         seats = conn.scalar(text("SELECT seats_taken FROM sessions WHERE provider_id = :p"),
                             {"p": provider.id})
     assert seats == 2
+
+
+def test_seats_are_counted_by_booking_writes_only(db):
+    provider = make_provider()
+    key = keys.create_key("k", "client").api_key
+    start = datetime(2030, 1, 7, 9, tzinfo=UTC)
+    with db.begin() as conn:
+        insert_booking(conn, provider.id, key.id, start)
+
+    with pytest.raises(DBAPIError, match="written by booking writes only"), db.begin() as conn:
+        claim_calendar(conn.execute, provider.id)  # even with the claim: it would free a taken seat
+        conn.execute(text("UPDATE sessions SET seats_taken = 0"))
+    with pytest.raises(DBAPIError, match="cannot move to another provider"), db.begin() as conn:
+        other = make_provider()
+        claim_calendar(conn.execute, other.id)
+        conn.execute(text("UPDATE bookings SET provider_id = :p"), {"p": other.id})
+
+
+def test_a_cancelled_booking_moved_elsewhere_takes_no_seat(db):
+    provider = make_provider()
+    key = keys.create_key("k", "client").api_key
+    start = datetime(2030, 1, 7, 9, tzinfo=UTC)
+    with db.begin() as conn:
+        insert_booking(conn, provider.id, key.id, start, status="cancelled")
+        claim_calendar(conn.execute, provider.id)
+        conn.execute(text("UPDATE bookings SET period = tstzrange(:s, :e, '[)')"),
+                     {"s": start + timedelta(hours=3), "e": start + timedelta(hours=4)})
+        seats = conn.execute(text("SELECT start, seats_taken FROM sessions ORDER BY start")).all()
+    assert seats == [(start, 0), (start + timedelta(hours=3), 0)]
 
 
 def test_cancelled_and_adjacent_bookings_do_not_collide(db):

@@ -50,7 +50,8 @@ def test_every_migration_goes_down_and_up_again(stack, db):
         assert triggers == {"bookings_require_claim", "time_off_require_claim",
                             "booking_requests_outcome_require_claim", "sessions_require_claim",
                             "bookings_take_seats", "provider_services_require_claim",
-                            "providers_overrides_require_claim", "sessions_delete_require_claim"}
+                            "providers_overrides_require_claim", "sessions_delete_require_claim",
+                            "sessions_seats_by_bookings_only"}
 
 
 NINE = datetime(2030, 1, 7, 9, tzinfo=UTC)
