@@ -353,6 +353,10 @@ class CancelIn(Schema):
     callback_url = CALLBACK_URL
 
 
+class ConfirmIn(Schema):
+    callback_url = CALLBACK_URL
+
+
 class IdempotencyHeader(Schema):
     class Meta:
         unknown = "exclude"  # every other header of the request
@@ -393,7 +397,7 @@ class BookingPage(Schema):
 class BookingListQuery(PageQuery):
     provider_id = Id()
     customer_id = fields.String(validate=TEXT)
-    status = fields.String(validate=validate.OneOf(["confirmed", "cancelled"]))
+    status = fields.String(validate=validate.OneOf(["pending", "confirmed", "declined", "cancelled"]))
     from_ = Instant(data_key="from")
     to = Instant()
 

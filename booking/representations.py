@@ -13,8 +13,8 @@ from models import Booking, BookingRequest
 
 # What a rejected or failed request's `reason.code` can be.
 REASON_CODES = ("slot_unavailable", "outside_working_hours", "not_on_slot_grid", "time_off", "too_soon",
-                "too_far", "booking_not_found", "booking_cancelled", "booking_changed", "limit_reached",
-                "already_booked", "service_not_offered", "internal_error")
+                "too_far", "booking_not_found", "booking_cancelled", "booking_changed", "booking_not_pending",
+                "limit_reached", "already_booked", "service_not_offered", "internal_error")
 
 
 IMPLICIT_SERVICE_DOC = {"description": "null: the provider's implicit service."}
@@ -60,7 +60,7 @@ class BookingOut(Schema):
     service_id = fields.UUID(allow_none=True, metadata=IMPLICIT_SERVICE_DOC)
     start = fields.DateTime(format="iso")
     end = fields.DateTime(format="iso")
-    status = fields.String(metadata={"enum": ["confirmed", "cancelled"]})
+    status = fields.String(metadata={"enum": ["pending", "confirmed", "declined", "cancelled"]})
     cancel_reason = fields.String(allow_none=True)
     version = fields.Integer()
     created_at = fields.DateTime(format="iso")
@@ -74,7 +74,8 @@ class ReasonOut(Schema):
 
 class RequestOut(Schema):
     id = fields.UUID()
-    kind = fields.String(metadata={"enum": ["create", "reschedule", "cancel"]})
+    kind = fields.String(metadata={"enum": ["create", "reschedule", "cancel", "confirm_booking",
+                                            "decline_booking"]})
     status = fields.String(metadata={"enum": ["queued", "succeeded", "rejected", "failed"]})
     provider_id = fields.UUID()
     booking_id = fields.UUID(allow_none=True)

@@ -15,7 +15,7 @@ from models.sessions import TIME_OFF, Calendar, Session, session_id_for
 @dataclass(frozen=True)
 class PendingRequest:
     id: uuid.UUID
-    kind: str  # create | reschedule | cancel
+    kind: str  # create | reschedule | cancel | confirm_booking | decline_booking
     accepted_at: datetime
     start: datetime | None = None
     booking_id: uuid.UUID | None = None
@@ -45,8 +45,9 @@ class KnownBooking:
 @dataclass(frozen=True)
 class Decision:
     """The outcome of one request. `change` is what to write: ("create", interval),
-    ("move", interval) or ("cancel", None), with the `session` the booking then sits
-    in; None when rejected."""
+    ("move", interval), ("cancel", None), ("confirm_booking", None) or
+    ("decline_booking", None), with the `session` the booking then sits in; None when
+    rejected."""
 
     request_id: uuid.UUID
     rejection: Rejection | None
@@ -54,6 +55,7 @@ class Decision:
     change: tuple[str, Interval | None] | None = None
     changed_version: int | None = None  # the booking version a move or cancel replaces
     session: Session | None = None
+    status: str | None = None  # what a created, confirmed or declined booking becomes
 
     @property
     def succeeded(self) -> bool:
@@ -64,6 +66,10 @@ BOOKING_NOT_FOUND = Rejection("booking_not_found", "the booking does not exist f
 BOOKING_CANCELLED = Rejection("booking_cancelled", "the booking is already cancelled")
 BOOKING_CHANGED = Rejection("booking_changed",
                             "the booking changed after the version named by If-Match")
+BOOKING_DECLINED = Rejection("booking_cancelled", "the booking was declined by the host")
+BOOKING_NOT_PENDING = Rejection("booking_not_pending",
+                                "the booking is not waiting for the host's confirmation")
+HOST_DECISIONS = {"confirm_booking": "confirmed", "decline_booking": "declined"}  # kind -> new status
 __all__ = ["TIME_OFF", "BatchDecider", "Decision", "KnownBooking", "PendingRequest"]
 
 
@@ -96,6 +102,8 @@ class BatchDecider:
             return self._create(request)
         if request.kind == "reschedule":
             return self._reschedule(request)
+        if request.kind in HOST_DECISIONS:
+            return self._host_decision(request)
         return self._cancel(request)
 
     def _service(self, request: PendingRequest) -> ServiceRules:
@@ -112,9 +120,11 @@ class BatchDecider:
         service = self._service(request)
         session = self.calendar.take_seat(service, request.start, request.customer_id)
         booking_id = uuid.uuid4()
-        self.bookings[booking_id] = KnownBooking(booking_id, session.appointment, "confirmed", 1,
+        status = "pending" if service.requires_confirmation else "confirmed"  # a pending one holds its seat
+        self.bookings[booking_id] = KnownBooking(booking_id, session.appointment, status, 1,
                                                  request.customer_id, service.id)
-        return Decision(request.id, None, booking_id, ("create", session.appointment), session=session)
+        return Decision(request.id, None, booking_id, ("create", session.appointment), session=session,
+                        status=status)
 
     def _reschedule(self, request: PendingRequest) -> Decision:
         """The booking keeps its service and moves its seat: it leaves its session first,
@@ -150,6 +160,23 @@ class BatchDecider:
                                                  booking.service_id)
         return Decision(request.id, None, booking.id, ("cancel", None), booking.version)
 
+    def _host_decision(self, request: PendingRequest) -> Decision:
+        """The host confirms or declines a pending booking. A confirm re-checks nothing:
+        the pending booking already holds its seat, which is why it cannot double-book."""
+        booking = self.bookings.get(request.booking_id)
+        if booking is None:
+            return Decision(request.id, BOOKING_NOT_FOUND, request.booking_id)
+        if request.if_match_versions is not None and booking.version not in request.if_match_versions:
+            return Decision(request.id, BOOKING_CHANGED, booking.id)
+        if booking.status != "pending":
+            return Decision(request.id, BOOKING_NOT_PENDING, booking.id)
+        status = HOST_DECISIONS[request.kind]
+        if status == "declined":
+            self.calendar.free_seat(booking.session_key, booking.customer_id)
+        self.bookings[booking.id] = KnownBooking(booking.id, booking.interval, status, booking.version + 1,
+                                                 booking.customer_id, booking.service_id)
+        return Decision(request.id, None, booking.id, (request.kind, None), booking.version, status=status)
+
     @staticmethod
     def _existing_booking_rejection(booking: KnownBooking | None,
                                     if_match_versions: Sequence[int] | None) -> Rejection | None:
@@ -160,4 +187,6 @@ class BatchDecider:
             return BOOKING_CHANGED
         if booking.status == "cancelled":
             return BOOKING_CANCELLED
+        if booking.status == "declined":
+            return BOOKING_DECLINED
         return None

@@ -301,6 +301,12 @@ CANCEL_BOOKING = update(bookings).where(
     bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version")).values(
     status="cancelled", cancel_reason=bindparam("b_reason"), version=bookings.c.version + 1,
     updated_at=func.now())
+# The host's word on a pending booking (the seat trigger frees a declined one's seat).
+DECIDE_PENDING = update(bookings).where(
+    bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version"),
+    bookings.c.status == "pending").values(
+    status=bindparam("b_status"), cancel_reason=bindparam("b_reason"), version=bookings.c.version + 1,
+    updated_at=func.now())
 MOVE_BOOKING = update(bookings).where(
     bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version")).values(
     period=bindparam("b_period"), version=bookings.c.version + 1, updated_at=func.now())
@@ -312,10 +318,11 @@ MOVE_BOOKING = update(bookings).where(
 INSERT_BOOKINGS = text("""
 INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, period, status, version)
 SELECT b.id, :provider_id, b.api_key_id, b.customer_id, b.service_id, tstzrange(b.starts, b.ends, '[)'),
-       'confirmed', 1
+       b.status, 1
   FROM unnest(CAST(:ids AS uuid[]), CAST(:key_ids AS uuid[]), CAST(:customer_ids AS text[]),
-              CAST(:service_ids AS uuid[]), CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]))
-       AS b(id, api_key_id, customer_id, service_id, starts, ends)
+              CAST(:service_ids AS uuid[]), CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]),
+              CAST(:statuses AS text[]))
+       AS b(id, api_key_id, customer_id, service_id, starts, ends, status)
 """)
 # Every outcome of the batch in one statement, so its row count says whether each
 # request was still queued.
@@ -343,6 +350,11 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
         elif kind == "move":
             changes.append((MOVE_BOOKING, {"b_id": decision.booking_id, "b_version": decision.changed_version,
                                            "b_period": _range(decision.session.appointment)}))
+        elif kind in ("confirm_booking", "decline_booking"):
+            changes.append((DECIDE_PENDING, {"b_id": decision.booking_id,
+                                             "b_version": decision.changed_version,
+                                             "b_status": decision.status,
+                                             "b_reason": row_by_id[decision.request_id].cancel_reason}))
         elif kind == "cancel":
             changes.append((CANCEL_BOOKING, {"b_id": decision.booking_id,
                                              "b_version": decision.changed_version,
@@ -368,7 +380,8 @@ def _booking_arrays(provider_id: uuid.UUID, new_bookings: list) -> dict:
             "customer_ids": [row.customer_id for _d, row in new_bookings],
             "service_ids": [s.service_id for s in sessions_],
             "starts": [s.appointment.start for s in sessions_],
-            "ends": [s.appointment.end for s in sessions_]}
+            "ends": [s.appointment.end for s in sessions_],
+            "statuses": [d.status for d, _row in new_bookings]}
 
 
 def _outcome_arrays(decisions: list[Decision], now: datetime) -> dict:

@@ -16,7 +16,18 @@ from booking.representations import BookingOut, RequestOut, present_booking, pre
 from models import BookingRequest, WebhookDelivery, WebhookEndpoint
 
 BOOKING_EVENTS = {"create": "booking.confirmed", "reschedule": "booking.rescheduled",
-                  "cancel": "booking.cancelled"}
+                  "cancel": "booking.cancelled", "confirm_booking": "booking.confirmed",
+                  "decline_booking": "booking.declined"}
+
+
+def booking_event(request: BookingRequest) -> str | None:
+    """The booking.* event a decided request makes: none unless it succeeded; a create
+    whose service waits for the host makes `booking.pending`."""
+    if request.status != "succeeded":
+        return None
+    if request.kind == "create" and request.booking is not None and request.booking.status == "pending":
+        return "booking.pending"
+    return BOOKING_EVENTS[request.kind]
 
 
 def write_outbox(conn: Connection, request_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
@@ -49,14 +60,14 @@ def _endpoints_for(session: Session, key_ids: set[uuid.UUID]) -> list[WebhookEnd
 
 def _deliveries_for(request: BookingRequest, endpoints: list[WebhookEndpoint]) -> list[WebhookDelivery]:
     request_event = f"booking_request.{request.status}"
-    booking_event = BOOKING_EVENTS[request.kind] if request.status == "succeeded" else None
+    booking_event_ = booking_event(request)
     deliveries = []
     if request.callback_url:
         deliveries.append(_delivery(request, request_event, request.callback_url, request.api_key_id))
     for endpoint in endpoints:
         if endpoint.api_key_id != request.api_key_id and not endpoint.all_clients:
             continue
-        for event in (request_event, booking_event):
+        for event in (request_event, booking_event_):
             if event in endpoint.events:
                 deliveries.append(_delivery(request, event, endpoint.url, endpoint.api_key_id,
                                             endpoint.id))

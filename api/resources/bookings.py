@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import current_key
+from api.auth import admin_only, current_key
 from api.presenters import present_booking, present_request
 from api.resources.common import document_problems, etag, parse_if_match
 from api.schemas import (
@@ -16,6 +16,7 @@ from api.schemas import (
     BookingPage,
     CancelIn,
     ChangeHeaders,
+    ConfirmIn,
     IdempotencyHeader,
     RequestOut,
     RescheduleIn,
@@ -23,7 +24,8 @@ from api.schemas import (
 from booking.services import requests
 
 blp = Blueprint("bookings", __name__, url_prefix="/v1/bookings",
-                description="Submit create, reschedule and cancel requests; read bookings.")
+                description="Submit create, reschedule and cancel requests, and the host's "
+                            "confirm or decline of a pending booking; read bookings.")
 
 ACCEPTED_PROBLEMS = (400, 404, 409, 413, 415, 422)
 CHANGE_PROBLEMS = (*ACCEPTED_PROBLEMS, 412)
@@ -122,3 +124,36 @@ class Cancel(MethodView):
                                          headers.get("idempotency_key"),
                                          parse_if_match(headers.get("if_match")))
         return accepted(request, headers)
+
+
+@blp.route("/<uuid:booking_id>/confirm")
+class Confirm(MethodView):
+    @admin_only
+    @blp.arguments(ChangeHeaders(), location="headers")
+    @blp.arguments(ConfirmIn())
+    @blp.response(202, RequestOut)
+    @document_problems(blp, 403, *CHANGE_PROBLEMS)
+    def post(self, headers, body, booking_id):
+        """The host confirms a pending booking (kind `confirm_booking`), decided in order;
+        rejected `booking_not_pending` unless it is pending then."""
+        return host_decision("confirm_booking", headers, body, booking_id)
+
+
+@blp.route("/<uuid:booking_id>/decline")
+class Decline(MethodView):
+    @admin_only
+    @blp.arguments(ChangeHeaders(), location="headers")
+    @blp.arguments(CancelIn())
+    @blp.response(202, RequestOut)
+    @document_problems(blp, 403, *CHANGE_PROBLEMS)
+    def post(self, headers, body, booking_id):
+        """The host declines a pending booking (kind `decline_booking`; its seat is freed),
+        decided in order; rejected `booking_not_pending` unless it is pending then."""
+        return host_decision("decline_booking", headers, body, booking_id)
+
+
+def host_decision(kind: str, headers: dict, body: dict, booking_id):
+    request = requests.submit_change(current_key(), kind, booking_id, None, body.get("reason"),
+                                     body.get("callback_url"), headers.get("idempotency_key"),
+                                     parse_if_match(headers.get("if_match")))
+    return accepted(request, headers)

@@ -144,7 +144,8 @@ def _service_refused(service_live: bool | None) -> InvalidInput:
 def submit_change(key: ApiKey, kind: str, booking_id: uuid.UUID, start: datetime | None,
                   cancel_reason: str | None, callback_url: str | None,
                   idempotency_key: str | None, if_match: IfMatch | None = None) -> BookingRequest:
-    """Accept a reschedule or cancel of a booking the key can see (404 otherwise).
+    """Accept a reschedule, a cancel, or the host's confirm_booking / decline_booking (the
+    view lets only admins ask for those) of a booking the key can see (404 otherwise).
     With `if_match`: 412 unless the booking is now at a version it names, and the
     change is rejected `booking_changed` if the booking has moved on by the time it is
     decided (two changes made against one version: the first one wins)."""

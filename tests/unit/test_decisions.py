@@ -135,3 +135,38 @@ def test_a_service_no_longer_offered_is_refused_and_a_move_changes_seats():
 
     assert codes(decisions) == ["service_not_offered", "ok", "ok", "ok"]
     assert decisions[1].session.appointment.start == NINE + timedelta(hours=1)
+
+
+# --- host confirmation ------------------------------------------------------------
+
+APPROVED = ServiceRules(uuid.uuid4(), duration_minutes=30, step_minutes=30, requires_confirmation=True)
+
+
+def host(kind, booking_id):
+    return PendingRequest(uuid.uuid4(), kind, NOW, booking_id=booking_id)
+
+
+def test_a_pending_booking_holds_its_seat_until_the_host_declines_it():
+    created = decider().decide_all([create_of(APPROVED, NINE, "a")])[0]
+    pending = KnownBooking(created.booking_id, created.session.appointment, created.status, 1, "a",
+                           APPROVED.id)
+    later = BatchDecider(RULES, [pending], [], NOW, sessions=[created.session])
+
+    decisions = later.decide_all([create_of(APPROVED, NINE, "b"), host("decline_booking", pending.id),
+                                  host("confirm_booking", pending.id), create_of(APPROVED, NINE, "b")])
+
+    assert created.status == "pending"
+    assert codes(decisions) == ["slot_unavailable", "ok", "booking_not_pending", "ok"]
+    assert decisions[1].status == "declined"
+
+
+def test_confirming_changes_no_seat_and_only_once():
+    created = decider().decide_all([create_of(APPROVED, NINE, "a")])[0]
+    pending = KnownBooking(created.booking_id, created.session.appointment, "pending", 1, "a", APPROVED.id)
+    later = BatchDecider(RULES, [pending], [], NOW, sessions=[created.session])
+
+    decisions = later.decide_all([host("confirm_booking", pending.id), host("confirm_booking", pending.id),
+                                  host("decline_booking", pending.id), create_of(APPROVED, NINE, "b")])
+
+    assert codes(decisions) == ["ok", "booking_not_pending", "booking_not_pending", "slot_unavailable"]
+    assert decisions[0].status == "confirmed" and decisions[0].changed_version == 1
