@@ -23,7 +23,8 @@ def ten_oclock_next_week() -> datetime:
 
 def approved_provider(admin: Api) -> tuple[dict, dict]:
     service = admin.http.post("/v1/services", json={
-        "name": "First visit", "duration_minutes": 60, "step_minutes": 30, "requires_confirmation": True}).json()
+        "name": "First visit", "duration_minutes": 60, "step_minutes": 30,
+        "requires_confirmation": True}).json()
     schedule = {day: [{"start": "09:00", "end": "17:00"}] for day in WEEKDAYS}
     return admin.create_provider(weekly_schedule=schedule, service_ids=[service["id"]]), service
 
