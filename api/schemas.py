@@ -334,12 +334,21 @@ CALLBACK_URL = url_field(allow_none=True, metadata={
     "description": "Where the decision is POSTed: an http(s) URL of a public host."})
 
 
+class RecurrenceIn(Schema):
+    frequency = fields.String(required=True, validate=validate.OneOf(["daily", "weekly"]))
+    interval = fields.Integer(load_default=1, validate=validate.Range(1, 52))
+    count = fields.Integer(required=True, validate=validate.Range(2, 52))
+
+
 class BookingIn(Schema):
     provider_id = Id(required=True, metadata={"description": "An existing provider's id."})
     customer_id = fields.String(required=True, validate=TEXT)
     start = Instant(required=True)
     service_id = Id(allow_none=True, metadata={
         "description": "A service the provider offers; absent or null: its implicit one."})
+    recurrence = fields.Nested(RecurrenceIn, metadata={
+        "description": "A series: every occurrence at the same provider-local wall time, booked all or "
+                       "none in one decision."})
     callback_url = CALLBACK_URL
 
 
@@ -398,6 +407,7 @@ class BookingListQuery(PageQuery):
     provider_id = Id()
     customer_id = fields.String(validate=TEXT)
     status = fields.String(validate=validate.OneOf(["pending", "confirmed", "declined", "cancelled"]))
+    series_id = Id()
     from_ = Instant(data_key="from")
     to = Instant()
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from marshmallow import Schema, fields
 
 from models import Booking, BookingRequest
+from models.calendar import Recurrence, occurrence_starts
 
 # What a rejected or failed request's `reason.code` can be.
 REASON_CODES = ("slot_unavailable", "outside_working_hours", "not_on_slot_grid", "time_off", "too_soon",
@@ -30,27 +31,43 @@ def present_booking(booking: Booking) -> dict:
         "id": booking.id, "provider_id": booking.provider_id, "customer_id": booking.customer_id,
         "service_id": booking.service_id,
         "start": local(booking.period.lower, zone), "end": local(booking.period.upper, zone),
-        "status": booking.status, "cancel_reason": booking.cancel_reason, "version": booking.version,
+        "status": booking.status, "cancel_reason": booking.cancel_reason, "series_id": booking.series_id,
+        "version": booking.version,
         "created_at": local(booking.created_at, zone), "updated_at": local(booking.updated_at, zone),
     }
 
 
 def present_request(request: BookingRequest) -> dict:
     zone = request.provider.timezone
-    reason = ({"code": request.reason_code, "message": request.reason_message}
-              if request.reason_code else None)
     booking = request.booking
-    if booking is not None:
-        booking.provider = request.provider
+    series = getattr(request, "series_bookings", None)  # booking.services.requests.load_series
+    for seated in [booking, *(series or ())]:
+        if seated is not None:
+            seated.provider = request.provider
     return {
         "id": request.id, "kind": request.kind, "status": request.status,
         "provider_id": request.provider_id, "booking_id": request.booking_id,
         "customer_id": request.customer_id, "service_id": request.service_id,
         "start": local(request.start, zone),
-        "callback_url": request.callback_url, "reason": reason,
+        "callback_url": request.callback_url, "reason": _reason(request),
         "booking": present_booking(booking) if booking is not None else None,
+        "recurrence": request.recurrence,
+        "bookings": [present_booking(b) for b in series] if series else None,
         "created_at": local(request.created_at, zone), "decided_at": local(request.decided_at, zone),
     }
+
+
+def _reason(request: BookingRequest) -> dict | None:
+    if not request.reason_code:
+        return None
+    reason = {"code": request.reason_code, "message": request.reason_message}
+    if request.reason_occurrence is not None and request.recurrence:
+        zone = ZoneInfo(request.provider.timezone)
+        starts = occurrence_starts(zone, request.start, Recurrence(**request.recurrence))
+        start = starts[request.reason_occurrence]
+        reason["occurrence"] = {"index": request.reason_occurrence,
+                                "start": start.astimezone(zone) if start is not None else None}
+    return reason
 
 
 class BookingOut(Schema):
@@ -62,14 +79,29 @@ class BookingOut(Schema):
     end = fields.DateTime(format="iso")
     status = fields.String(metadata={"enum": ["pending", "confirmed", "declined", "cancelled"]})
     cancel_reason = fields.String(allow_none=True)
+    series_id = fields.UUID(allow_none=True, metadata={"description": "The series it belongs to (the id of "
+                                                                     "the request that booked it), if any."})
     version = fields.Integer()
     created_at = fields.DateTime(format="iso")
     updated_at = fields.DateTime(format="iso")
 
 
+class OccurrenceOut(Schema):
+    index = fields.Integer(metadata={"description": "0 for the series' first start."})
+    start = fields.DateTime(format="iso", allow_none=True)
+
+
 class ReasonOut(Schema):
     code = fields.String(metadata={"enum": list(REASON_CODES)})
     message = fields.String()
+    occurrence = fields.Nested(OccurrenceOut, metadata={
+        "description": "A series: the first occurrence that could not be booked."})
+
+
+class RecurrenceOut(Schema):
+    frequency = fields.String(metadata={"enum": ["daily", "weekly"]})
+    interval = fields.Integer()
+    count = fields.Integer()
 
 
 class RequestOut(Schema):
@@ -85,5 +117,8 @@ class RequestOut(Schema):
     callback_url = fields.String(allow_none=True)
     reason = fields.Nested(ReasonOut, allow_none=True)
     booking = fields.Nested(BookingOut, allow_none=True)
+    recurrence = fields.Nested(RecurrenceOut, allow_none=True)
+    bookings = fields.List(fields.Nested(BookingOut), allow_none=True, metadata={
+        "description": "A succeeded series: each occurrence's booking, in order; else null."})
     created_at = fields.DateTime(format="iso")
     decided_at = fields.DateTime(format="iso", allow_none=True)

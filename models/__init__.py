@@ -131,6 +131,7 @@ class Booking(Base):
     customer_id: Mapped[str] = mapped_column(String(255))
     service_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("services.id"))
     session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"))
+    series_id: Mapped[uuid.UUID | None]  # the request that booked a recurring series
     period: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
     status: Mapped[str] = mapped_column(String(16))
     cancel_reason: Mapped[str | None] = mapped_column(String(255))
@@ -161,6 +162,8 @@ class BookingRequest(Base):
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     if_match_versions: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))  # If-Match, as named
+    recurrence: Mapped[dict[str, Any] | None]  # {"frequency", "interval", "count"} of a series
+    reason_occurrence: Mapped[int | None] = mapped_column(Integer)  # a series' first failing one
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries to decide it
     error_streak: Mapped[int] = mapped_column(Integer, default=0)  # ... ending in the same error
     last_error: Mapped[str | None] = mapped_column(Text)

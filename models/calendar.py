@@ -242,6 +242,26 @@ def local_dates(rules: CalendarRules, span: Interval) -> Iterable[date]:
         day += timedelta(days=1)
 
 
+@dataclass(frozen=True)
+class Recurrence:
+    frequency: str  # daily | weekly
+    interval: int
+    count: int
+
+
+def occurrence_starts(zone: ZoneInfo, start: datetime, recurrence: Recurrence) -> list[datetime | None]:
+    """A series' starts: the first one's provider-local wall time on every `interval`
+    days or weeks, `count` in all. None where that wall time does not exist (skipped by
+    a clock change); the earlier instant where it happens twice."""
+    local = start.astimezone(zone).replace(tzinfo=None)
+    step = timedelta(days=recurrence.interval * (7 if recurrence.frequency == "weekly" else 1))
+    starts: list[datetime | None] = [start]
+    for index in range(1, recurrence.count):
+        instants = wall_instants(local + index * step, zone)
+        starts.append(instants[0] if instants else None)
+    return starts
+
+
 def local_week(zone: ZoneInfo, instant: datetime) -> Interval:
     """The provider-local ISO week (Monday 00:00 to the next Monday 00:00) around an instant."""
     day = instant.astimezone(zone).date()

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from models.calendar import CalendarRules, Interval, Rejection, ServiceRules
+from models.calendar import CalendarRules, Interval, Recurrence, Rejection, ServiceRules, occurrence_starts
 from models.sessions import TIME_OFF, Calendar, Session, session_id_for
 
 
@@ -22,6 +22,7 @@ class PendingRequest:
     if_match_versions: Sequence[int] | None = None  # If-Match: the booking versions it names
     customer_id: str = ""
     service: ServiceRules | None = None  # None: the provider's implicit service
+    recurrence: Recurrence | None = None  # a create of a series: all its occurrences or none
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Decision:
     changed_version: int | None = None  # the booking version a move or cancel replaces
     session: Session | None = None
     status: str | None = None  # what a created, confirmed or declined booking becomes
+    series: list[tuple[uuid.UUID, Session]] | None = None  # a series' bookings, in order
+    occurrence: int | None = None  # the index of a series' first occurrence that failed
 
     @property
     def succeeded(self) -> bool:
@@ -69,6 +72,7 @@ BOOKING_CHANGED = Rejection("booking_changed",
 BOOKING_DECLINED = Rejection("booking_cancelled", "the booking was declined by the host")
 BOOKING_NOT_PENDING = Rejection("booking_not_pending",
                                 "the booking is not waiting for the host's confirmation")
+NO_SUCH_TIME = Rejection("outside_working_hours", "that local time does not exist that day (a clock change)")
 HOST_DECISIONS = {"confirm_booking": "confirmed", "decline_booking": "declined"}  # kind -> new status
 __all__ = ["TIME_OFF", "BatchDecider", "Decision", "KnownBooking", "PendingRequest"]
 
@@ -114,6 +118,8 @@ class BatchDecider:
                                        request.accepted_at, self.now)
 
     def _create(self, request: PendingRequest) -> Decision:
+        if request.recurrence is not None:
+            return self._create_series(request)
         rejection = self._rejection(request)
         if rejection:
             return Decision(request.id, rejection)
@@ -125,6 +131,29 @@ class BatchDecider:
                                                  request.customer_id, service.id)
         return Decision(request.id, None, booking_id, ("create", session.appointment), session=session,
                         status=status)
+
+    def _create_series(self, request: PendingRequest) -> Decision:
+        """Every occurrence, each seen by the next, or none: the first that fails names
+        itself, and the seats taken before it are given back."""
+        service = self._service(request)
+        seated: list[Session] = []
+        starts = occurrence_starts(self.rules.timezone, request.start, request.recurrence)
+        for index, start in enumerate(starts):
+            rejection = NO_SUCH_TIME if start is None else self.calendar.rejection(
+                service, start, request.customer_id, request.accepted_at, self.now)
+            if rejection:
+                for session in seated:
+                    self.calendar.free_seat(session.key, request.customer_id)
+                return Decision(request.id, rejection, occurrence=index)
+            seated.append(self.calendar.take_seat(service, start, request.customer_id))
+        status = "pending" if service.requires_confirmation else "confirmed"
+        series = [(uuid.uuid4(), session) for session in seated]
+        for booking_id, session in series:
+            self.bookings[booking_id] = KnownBooking(booking_id, session.appointment, status, 1,
+                                                     request.customer_id, service.id)
+        first_id, first = series[0]
+        return Decision(request.id, None, first_id, ("create", first.appointment), session=first,
+                        status=status, series=series)
 
     def _reschedule(self, request: PendingRequest) -> Decision:
         """The booking keeps its service and moves its seat: it leaves its session first,

@@ -28,7 +28,7 @@ from booking.config import get_settings
 from booking.db import driver_query, get_engine
 from booking.fence import StaleCalendar, claim_calendar
 from models import Booking, BookingRequest, Provider, ProviderService, Service, WebhookEndpoint
-from models.calendar import CalendarRules, Interval, ServiceRules, local_week
+from models.calendar import CalendarRules, Interval, Recurrence, ServiceRules, local_week, occurrence_starts
 from models.decisions import BatchDecider, Decision, KnownBooking, PendingRequest
 from models.sessions import Session
 from workers.lease import Lease, provider_lease_key
@@ -233,7 +233,8 @@ def _pending(row) -> PendingRequest:
     return PendingRequest(id=row.id, kind=row.kind, accepted_at=row.created_at,
                           start=row.start, booking_id=row.booking_id,
                           if_match_versions=row.if_match_versions, customer_id=row.customer_id,
-                          service=_service_rules(row))
+                          service=_service_rules(row),
+                          recurrence=Recurrence(**row.recurrence) if row.recurrence else None)
 
 
 def _requested_window(rules: CalendarRules, pending: list[PendingRequest]) -> Multirange | None:
@@ -242,15 +243,22 @@ def _requested_window(rules: CalendarRules, pending: list[PendingRequest]) -> Mu
     so that requests months apart do not read every session between them."""
     spans = []
     for request in pending:
-        if request.start is None:
-            continue
         service = request.service or rules.implicit_service()
         before, after = service.reach
-        spans.append(Range(request.start - before, request.start + after, "[)"))
-        if service.daily_limit is not None or service.weekly_limit is not None:
-            week = local_week(rules.timezone, request.start)
-            spans.append(Range(week.start, week.end, "[)"))
+        for start in _requested_starts(rules, request):
+            spans.append(Range(start - before, start + after, "[)"))
+            if service.daily_limit is not None or service.weekly_limit is not None:
+                week = local_week(rules.timezone, start)
+                spans.append(Range(week.start, week.end, "[)"))
     return Multirange(spans) if spans else None
+
+
+def _requested_starts(rules: CalendarRules, request: PendingRequest) -> list[datetime]:
+    if request.start is None:
+        return []
+    if request.recurrence is None:
+        return [request.start]
+    return [s for s in occurrence_starts(rules.timezone, request.start, request.recurrence) if s is not None]
 
 
 CALENDAR_AROUND = text("""
@@ -316,23 +324,24 @@ MOVE_BOOKING = update(bookings).where(
 # transaction switches PostgreSQL's idle_in_transaction_session_timeout off (seen on
 # 18.6): a worker paused right after it would hold the provider for good.
 INSERT_BOOKINGS = text("""
-INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, period, status, version)
-SELECT b.id, :provider_id, b.api_key_id, b.customer_id, b.service_id, tstzrange(b.starts, b.ends, '[)'),
-       b.status, 1
+INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, series_id, period, status,
+                      version)
+SELECT b.id, :provider_id, b.api_key_id, b.customer_id, b.service_id, b.series_id,
+       tstzrange(b.starts, b.ends, '[)'), b.status, 1
   FROM unnest(CAST(:ids AS uuid[]), CAST(:key_ids AS uuid[]), CAST(:customer_ids AS text[]),
-              CAST(:service_ids AS uuid[]), CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]),
-              CAST(:statuses AS text[]))
-       AS b(id, api_key_id, customer_id, service_id, starts, ends, status)
+              CAST(:service_ids AS uuid[]), CAST(:series_ids AS uuid[]), CAST(:starts AS timestamptz[]),
+              CAST(:ends AS timestamptz[]), CAST(:statuses AS text[]))
+       AS b(id, api_key_id, customer_id, service_id, series_id, starts, ends, status)
 """)
 # Every outcome of the batch in one statement, so its row count says whether each
 # request was still queued.
 DECIDE_REQUESTS = text("""
 UPDATE booking_requests AS r
    SET status = d.status, reason_code = d.code, reason_message = d.message,
-       booking_id = d.booking_id, decided_at = :decided_at
+       booking_id = d.booking_id, reason_occurrence = d.occurrence, decided_at = :decided_at
   FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]),
-              CAST(:messages AS text[]), CAST(:booking_ids AS uuid[]))
-       AS d(id, status, code, message, booking_id)
+              CAST(:messages AS text[]), CAST(:booking_ids AS uuid[]), CAST(:occurrences AS int[]))
+       AS d(id, status, code, message, booking_id, occurrence)
  WHERE r.id = d.id AND r.status = 'queued'
 """)
 
@@ -346,7 +355,8 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
     for decision in decisions:
         kind = decision.change[0] if decision.change else None
         if kind == "create":
-            new_bookings.append((decision, row_by_id[decision.request_id]))
+            row = row_by_id[decision.request_id]
+            new_bookings.extend(_new_bookings(decision, row))
         elif kind == "move":
             changes.append((MOVE_BOOKING, {"b_id": decision.booking_id, "b_version": decision.changed_version,
                                            "b_period": _range(decision.session.appointment)}))
@@ -372,16 +382,23 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
         raise LostRequests(f"requests of provider {provider_id} were decided by someone else")
 
 
+def _new_bookings(decision: Decision, row) -> list[tuple]:
+    """(booking id, request row, session, status, series id) of each booking a create makes."""
+    if decision.series is None:
+        return [(decision.booking_id, row, decision.session, decision.status, None)]
+    return [(booking_id, row, session, decision.status, row.id) for booking_id, session in decision.series]
+
+
 def _booking_arrays(provider_id: uuid.UUID, new_bookings: list) -> dict:
-    sessions_ = [d.session for d, _row in new_bookings]
     return {"provider_id": provider_id,
-            "ids": [d.booking_id for d, _row in new_bookings],
-            "key_ids": [row.api_key_id for _d, row in new_bookings],
-            "customer_ids": [row.customer_id for _d, row in new_bookings],
-            "service_ids": [s.service_id for s in sessions_],
-            "starts": [s.appointment.start for s in sessions_],
-            "ends": [s.appointment.end for s in sessions_],
-            "statuses": [d.status for d, _row in new_bookings]}
+            "ids": [booking_id for booking_id, *_rest in new_bookings],
+            "key_ids": [row.api_key_id for _id, row, *_rest in new_bookings],
+            "customer_ids": [row.customer_id for _id, row, *_rest in new_bookings],
+            "service_ids": [session.service_id for _id, _row, session, *_rest in new_bookings],
+            "series_ids": [series_id for *_rest, series_id in new_bookings],
+            "starts": [session.appointment.start for _id, _row, session, *_rest in new_bookings],
+            "ends": [session.appointment.end for _id, _row, session, *_rest in new_bookings],
+            "statuses": [status for _id, _row, _session, status, _series in new_bookings]}
 
 
 def _outcome_arrays(decisions: list[Decision], now: datetime) -> dict:
@@ -390,7 +407,8 @@ def _outcome_arrays(decisions: list[Decision], now: datetime) -> dict:
             "statuses": ["succeeded" if d.rejection is None else "rejected" for d in decisions],
             "codes": [d.rejection.code if d.rejection else None for d in decisions],
             "messages": [d.rejection.message if d.rejection else None for d in decisions],
-            "booking_ids": [d.booking_id for d in decisions]}
+            "booking_ids": [d.booking_id for d in decisions],
+            "occurrences": [d.occurrence for d in decisions]}
 
 
 def _run(conn: Connection, statement, parameters: dict) -> psycopg.Cursor:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, func, insert, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from booking.representations import BookingOut, RequestOut, present_booking, present_request
+from booking.services.requests import load_series
 from models import BookingRequest, WebhookDelivery, WebhookEndpoint
 
 BOOKING_EVENTS = {"create": "booking.confirmed", "reschedule": "booking.rescheduled",
@@ -38,6 +39,7 @@ def write_outbox(conn: Connection, request_ids: Sequence[uuid.UUID]) -> list[uui
             select(BookingRequest).options(joinedload(BookingRequest.provider),
                                            joinedload(BookingRequest.booking))
             .where(BookingRequest.id.in_(request_ids))))
+        load_series(decided, session)
         endpoints = _endpoints_for(session, {r.api_key_id for r in decided})
         if not endpoints and not any(r.callback_url for r in decided):
             return []

@@ -67,7 +67,7 @@ class Bookings(MethodView):
     @document_problems(blp, 422)
     def get(self, query):
         """List bookings (a client sees its own)."""
-        filters = {name: query.get(name) for name in ("provider_id", "customer_id", "status")}
+        filters = {name: query.get(name) for name in ("provider_id", "customer_id", "status", "series_id")}
         filters.update({"from": query.get("from_"), "to": query.get("to")})
         items, next_cursor = requests.list_bookings(current_key(), filters, query["limit"],
                                                     query.get("cursor"))
@@ -82,7 +82,8 @@ class Bookings(MethodView):
         Answers 202 at once; poll the Location for the decision."""
         request = requests.submit_create(
             current_key(), body["provider_id"], body["customer_id"], body["start"],
-            body.get("callback_url"), headers.get("idempotency_key"), body.get("service_id"))
+            body.get("callback_url"), headers.get("idempotency_key"), body.get("service_id"),
+            body.get("recurrence"))
         return accepted(request, headers)
 
 

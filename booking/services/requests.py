@@ -76,10 +76,11 @@ WITH provider AS (SELECT id, timezone FROM providers WHERE id = :provider_id),
      turn AS (SELECT {PROVIDER_QUEUE_LOCK}),
      accepted AS (
          INSERT INTO booking_requests (id, kind, provider_id, api_key_id, customer_id, service_id, start,
-                                       callback_url, status, idempotency_key, request_fingerprint,
-                                       created_at)
+                                       recurrence, callback_url, status, idempotency_key,
+                                       request_fingerprint, created_at)
          SELECT :id, 'create', provider.id, :api_key_id, :customer_id, CAST(:service_id AS uuid), :start,
-                :callback_url, 'queued', :idempotency_key, :request_fingerprint, clock_timestamp()
+                CAST(:recurrence AS jsonb), :callback_url, 'queued', :idempotency_key,
+                :request_fingerprint, clock_timestamp()
          FROM provider, offer, backlog, turn WHERE offer.ok AND backlog.queued < :cap
          RETURNING seq, created_at)
 SELECT (SELECT timezone FROM provider), (SELECT live FROM service), (SELECT ok FROM offer),
@@ -91,22 +92,26 @@ SELECT (SELECT timezone FROM provider), (SELECT live FROM service), (SELECT ok F
 
 def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: datetime,
                   callback_url: str | None, idempotency_key: str | None,
-                  service_id: uuid.UUID | None = None) -> BookingRequest:
+                  service_id: uuid.UUID | None = None, recurrence: dict | None = None) -> BookingRequest:
     """Accept a request to book `start` with a provider, of one of its services (default:
-    its implicit one). 422 naming `provider_id` if the provider is unknown, `service_id`
-    if the service is unknown, deleted or not offered by the provider."""
+    its implicit one), or a series (`recurrence`: {"frequency", "interval", "count"}).
+    422 naming `provider_id` if the provider is unknown, `service_id` if the service is
+    unknown, deleted or not offered by the provider."""
     check_callback_url(callback_url)
     body = {"customer_id": customer_id, "start": start, "callback_url": callback_url}
-    if service_id is not None:  # only then: fingerprints of earlier submissions stay as they were
+    # Only when given: fingerprints of earlier submissions stay as they were.
+    if service_id is not None:
         body["service_id"] = str(service_id)
+    if recurrence is not None:
+        body["recurrence"] = recurrence
     print_ = fingerprint("create", provider_id, body) if idempotency_key else None
     earlier = _earlier_submission(key, idempotency_key, print_)
     if earlier is not None:
         return earlier
     request = BookingRequest(id=uuid.uuid4(), kind="create", provider_id=provider_id, api_key_id=key.id,
                              customer_id=customer_id, service_id=service_id, start=start,
-                             callback_url=callback_url, status="queued", idempotency_key=idempotency_key,
-                             request_fingerprint=print_)
+                             recurrence=recurrence, callback_url=callback_url, status="queued",
+                             idempotency_key=idempotency_key, request_fingerprint=print_)
     try:
         zone = _insert_create(request)
     except psycopg.errors.IntegrityError as error:
@@ -121,9 +126,11 @@ def _insert_create(request: BookingRequest) -> str:
     cap = max_queued_per_client()
     columns = ("id", "provider_id", "api_key_id", "customer_id", "service_id", "start", "callback_url",
                "idempotency_key", "request_fingerprint")
+    recurrence = json.dumps(request.recurrence) if request.recurrence is not None else None
     with driver_autocommit() as conn:
         zone, service_live, offered, seq, created_at = conn.execute(*driver_query(ACCEPT_CREATE, {
-            "cap": cap, **{name: getattr(request, name) for name in columns}})).fetchone()
+            "cap": cap, "recurrence": recurrence,
+            **{name: getattr(request, name) for name in columns}})).fetchone()
     if zone is None:
         raise InvalidInput("No such provider.", {"provider_id": ["no such provider"]})
     if not offered:
@@ -282,7 +289,27 @@ def get_request(key: ApiKey, request_id: uuid.UUID) -> BookingRequest:
     request.provider = Provider(id=row["provider_id"], timezone=row["timezone"])
     if row["booking_id"] is not None:
         request.booking = Booking(**{column.name: row[f"booking__{column.name}"] for column in _bookings.c})
+    load_series([request])
     return request
+
+
+def load_series(requests: list[BookingRequest], session: Session | None = None) -> None:
+    """Give each succeeded series request its bookings (`series_bookings`, in start
+    order), in one query; other requests get None."""
+    wanted = [r for r in requests if r.recurrence and r.status == "succeeded"]
+    for request in requests:
+        request.series_bookings = None
+    if not wanted:
+        return
+    query = (select(Booking).where(Booking.series_id.in_([r.id for r in wanted]))
+             .order_by(func.lower(Booking.period)))
+    if session is not None:
+        found = list(session.scalars(query))
+    else:
+        with new_session() as own:
+            found = list(own.scalars(query))
+    for request in wanted:
+        request.series_bookings = [b for b in found if b.series_id == request.id]
 
 
 def wait_for_decision(key: ApiKey, request_id: uuid.UUID, timeout: float) -> BookingRequest:
@@ -313,6 +340,7 @@ def list_requests(key: ApiKey, status: str | None, limit: int,
         query = query.where(BookingRequest.seq > after)
     with new_session() as session:
         rows = list(session.scalars(query).unique())
+        load_series(rows, session)
     return page(rows, limit, lambda r: (r.seq,))
 
 
@@ -330,7 +358,7 @@ def list_bookings(key: ApiKey, filters: dict[str, Any], limit: int,
              .order_by(start, Booking.id).limit(limit + 1))
     if not key.is_admin:
         query = query.where(Booking.api_key_id == key.id)
-    for name in ("provider_id", "customer_id", "status"):
+    for name in ("provider_id", "customer_id", "status", "series_id"):
         if filters.get(name) is not None:
             query = query.where(getattr(Booking, name) == filters[name])
     if filters.get("from") is not None:

@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from models.calendar import CalendarRules, Interval, ServiceRules, parse_weekly_schedule
+from models.calendar import CalendarRules, Interval, Recurrence, ServiceRules, parse_weekly_schedule
 from models.decisions import BatchDecider, KnownBooking, PendingRequest
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -170,3 +170,19 @@ def test_confirming_changes_no_seat_and_only_once():
 
     assert codes(decisions) == ["ok", "booking_not_pending", "booking_not_pending", "slot_unavailable"]
     assert decisions[0].status == "confirmed" and decisions[0].changed_version == 1
+
+
+# --- series -----------------------------------------------------------------------
+
+def test_a_series_that_fails_takes_no_seat_and_one_that_fits_takes_all():
+    three_tuesdays = Recurrence("weekly", 1, 3)  # 09:00, three weeks running
+    taken = create(NINE + timedelta(weeks=2))
+    series = PendingRequest(uuid.uuid4(), "create", NOW, start=NINE, customer_id="s", recurrence=three_tuesdays)
+    shorter = PendingRequest(uuid.uuid4(), "create", NOW, start=NINE, customer_id="s",
+                             recurrence=Recurrence("weekly", 1, 2))
+
+    decisions = decider().decide_all([taken, series, create(NINE), shorter])
+
+    assert codes(decisions) == ["ok", "slot_unavailable", "ok", "slot_unavailable"]
+    assert decisions[1].occurrence == 2 and decisions[1].series is None
+    assert decisions[3].occurrence == 0  # 09:00 went to the single create once the series gave it back
