@@ -189,6 +189,10 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
 # execution layer cost ~100 us per statement, more than the driver's own work.
 SERVICE_COLUMNS = ("duration_minutes", "step_minutes", "buffer_before_minutes", "buffer_after_minutes",
                    "capacity", "daily_limit", "weekly_limit", "requires_confirmation")
+# A change to a client's booking made by another key (a host's confirm) is news to the
+# booking's owner too.
+BOOKING_OWNER = (select(bookings.c.api_key_id).where(bookings.c.id == requests_.c.booking_id)
+                 .correlate_except(bookings).scalar_subquery())
 QUEUED_BATCH = (
     select(requests_, providers.c.version.label("provider_version"),
            *(providers.c[name] for name in RULE_COLUMNS),
@@ -198,7 +202,8 @@ QUEUED_BATCH = (
                              offers.c.service_id == requests_.c.service_id)).label("service_offered"),
            func.now().label("db_now"),
            exists().where(or_(endpoints.c.api_key_id == requests_.c.api_key_id,
-                              endpoints.c.all_clients)).label("wants_events"))
+                              endpoints.c.all_clients,
+                              endpoints.c.api_key_id == BOOKING_OWNER)).label("wants_events"))
     .join(providers, providers.c.id == requests_.c.provider_id)
     .outerjoin(services, services.c.id == requests_.c.service_id)
     .where(requests_.c.provider_id == bindparam("provider_id"), requests_.c.status == "queued")

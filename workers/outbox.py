@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from booking.representations import BookingOut, RequestOut, present_booking, present_request
 from booking.services.requests import load_series
-from models import BookingRequest, WebhookDelivery, WebhookEndpoint
+from models import Booking, BookingRequest, WebhookDelivery, WebhookEndpoint
 
 BOOKING_EVENTS = {"create": "booking.confirmed", "reschedule": "booking.rescheduled",
                   "cancel": "booking.cancelled", "confirm_booking": "booking.confirmed",
@@ -40,7 +40,7 @@ def write_outbox(conn: Connection, request_ids: Sequence[uuid.UUID]) -> list[uui
                                            joinedload(BookingRequest.booking))
             .where(BookingRequest.id.in_(request_ids))))
         load_series(decided, session)
-        endpoints = _endpoints_for(session, {r.api_key_id for r in decided})
+        endpoints = _endpoints_for(session, {key for r in decided for key in _listeners(r)})
         if not endpoints and not any(r.callback_url for r in decided):
             return []
         deliveries = [d for request in decided for d in _deliveries_for(request, endpoints)]
@@ -60,36 +60,49 @@ def _endpoints_for(session: Session, key_ids: set[uuid.UUID]) -> list[WebhookEnd
         or_(WebhookEndpoint.api_key_id.in_(key_ids), WebhookEndpoint.all_clients))))
 
 
+def _listeners(request: BookingRequest) -> set[uuid.UUID]:
+    """The keys whose endpoints hear of this request: the one that sent it and, for its
+    booking.* events, the one whose booking it is (a host's confirm is an admin's
+    request about a client's booking)."""
+    owner = request.booking.api_key_id if request.booking is not None else None
+    return {request.api_key_id, owner} - {None}
+
+
 def _deliveries_for(request: BookingRequest, endpoints: list[WebhookEndpoint]) -> list[WebhookDelivery]:
     request_event = f"booking_request.{request.status}"
     booking_event_ = booking_event(request)
+    booked = getattr(request, "series_bookings", None) or [request.booking]
     deliveries = []
     if request.callback_url:
         deliveries.append(_delivery(request, request_event, request.callback_url, request.api_key_id))
     for endpoint in endpoints:
-        if endpoint.api_key_id != request.api_key_id and not endpoint.all_clients:
-            continue
-        for event in (request_event, booking_event_):
-            if event in endpoint.events:
-                deliveries.append(_delivery(request, event, endpoint.url, endpoint.api_key_id,
-                                            endpoint.id))
+        hears_request = endpoint.all_clients or endpoint.api_key_id == request.api_key_id
+        if hears_request and request_event in endpoint.events:
+            deliveries.append(_delivery(request, request_event, endpoint.url, endpoint.api_key_id,
+                                        endpoint.id))
+        if booking_event_ in endpoint.events and (endpoint.all_clients
+                                                  or endpoint.api_key_id in _listeners(request)):
+            deliveries += [_delivery(request, booking_event_, endpoint.url, endpoint.api_key_id, endpoint.id,
+                                     booking) for booking in booked]  # one per booking of a series
     return deliveries
 
 
 def _delivery(request: BookingRequest, event: str, url: str, signer: uuid.UUID,
-              endpoint_id: uuid.UUID | None = None) -> WebhookDelivery:
+              endpoint_id: uuid.UUID | None = None, booking: Booking | None = None) -> WebhookDelivery:
     return WebhookDelivery(
         id=uuid.uuid4(), message_id=f"msg_{uuid.uuid4().hex}", api_key_id=signer,
         request_id=request.id, endpoint_id=endpoint_id, url=url, event_type=event,
-        payload=render_payload(request, event), status="pending", attempt_count=0,
+        payload=render_payload(request, event, booking), status="pending", attempt_count=0,
         next_attempt_at=func.now())
 
 
-def render_payload(request: BookingRequest, event: str) -> str:
+def render_payload(request: BookingRequest, event: str, booking: Booking | None = None) -> str:
     """{"type", "timestamp", "data"}: data is the request exactly as GET returns it, or
-    the booking for booking.* events."""
+    the booking (`booking`, default the request's) for booking.* events."""
     if event.startswith("booking."):
-        data = BookingOut().dump(present_booking(request.booking))
+        booking = booking or request.booking
+        booking.provider = request.provider
+        data = BookingOut().dump(present_booking(booking))
     else:
         data = RequestOut().dump(present_request(request))
     return json.dumps({"type": event, "timestamp": datetime.now(UTC).isoformat(), "data": data},

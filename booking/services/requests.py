@@ -251,6 +251,8 @@ def _earlier_submission(key: ApiKey, idempotency_key: str | None,
             .where(BookingRequest.api_key_id == key.id,
                    BookingRequest.idempotency_key == idempotency_key)
         )
+        if earlier is not None:
+            load_series([earlier], session)
     if earlier is not None and earlier.request_fingerprint != print_:
         raise InvalidInput("This Idempotency-Key was used with a different request.",
                            {"Idempotency-Key": ["reused with a different request"]})

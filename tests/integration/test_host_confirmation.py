@@ -66,8 +66,9 @@ def test_fifty_racers_for_a_confirmation_slot_make_one_pending_booking(workers, 
 def test_the_host_confirms_or_declines_in_order_and_endpoints_hear_of_it(workers, db, admin_api: Api,
                                                                          client_api: Api):
     provider, service = approved_provider(admin_api)
-    endpoint = admin_api.http.post("/v1/webhook-endpoints", json={
-        "url": "https://hooks.example.com/bookings", "all_clients": True,
+    # the client's own endpoint: the host's confirm is an admin's request about its booking
+    endpoint = client_api.http.post("/v1/webhook-endpoints", json={
+        "url": "https://hooks.example.com/bookings",
         "events": ["booking.pending", "booking.confirmed", "booking.declined"]}).json()
     start = ten_oclock_next_week()
     first = client_api.decided(client_api.submit(provider["id"], start.isoformat(), customer_id="ann",

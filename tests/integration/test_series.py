@@ -145,3 +145,27 @@ def test_a_bad_recurrence_is_refused_and_named(admin_api: Api, client_api: Api, 
     assert response.headers["Content-Type"] == "application/problem+json"
     named = response.json()["errors"]
     assert any(name == "recurrence" or name.startswith("recurrence.") for name in named), named
+
+
+def test_a_series_is_announced_booking_by_booking_and_replays_whole(workers, db, admin_api: Api,
+                                                                    client_api: Api):
+    # Given a client listening for new bookings,
+    provider = open_every_day(admin_api)
+    endpoint = client_api.http.post("/v1/webhook-endpoints", json={
+        "url": "https://hooks.example.com/bookings", "events": ["booking.confirmed"]}).json()
+    body = {"provider_id": provider["id"], "customer_id": "ann", "start": ten_oclock_next_week().isoformat(),
+            "recurrence": weekly(3)}
+
+    # when it books a series of three, then sends the same request again,
+    first = client_api.http.post("/v1/bookings", json=body, headers={"Idempotency-Key": "series-1"}).json()
+    decided = client_api.decided(first["id"])
+    again = client_api.http.post("/v1/bookings", json=body, headers={"Idempotency-Key": "series-1"}).json()
+
+    # then each booking is announced once, and the replay is the same request with all three.
+    with db.connect() as conn:
+        announced = conn.scalars(text(
+            "SELECT payload::jsonb -> 'data' ->> 'id' FROM webhook_deliveries WHERE endpoint_id = :e"),
+            {"e": endpoint["id"]}).all()
+    assert sorted(announced) == sorted(b["id"] for b in decided["bookings"])
+    assert again["id"] == first["id"]
+    assert [b["id"] for b in again["bookings"]] == [b["id"] for b in decided["bookings"]]

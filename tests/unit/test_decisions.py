@@ -177,7 +177,8 @@ def test_confirming_changes_no_seat_and_only_once():
 def test_a_series_that_fails_takes_no_seat_and_one_that_fits_takes_all():
     three_tuesdays = Recurrence("weekly", 1, 3)  # 09:00, three weeks running
     taken = create(NINE + timedelta(weeks=2))
-    series = PendingRequest(uuid.uuid4(), "create", NOW, start=NINE, customer_id="s", recurrence=three_tuesdays)
+    series = PendingRequest(uuid.uuid4(), "create", NOW, start=NINE, customer_id="s",
+                            recurrence=three_tuesdays)
     shorter = PendingRequest(uuid.uuid4(), "create", NOW, start=NINE, customer_id="s",
                              recurrence=Recurrence("weekly", 1, 2))
 
@@ -185,4 +186,4 @@ def test_a_series_that_fails_takes_no_seat_and_one_that_fits_takes_all():
 
     assert codes(decisions) == ["ok", "slot_unavailable", "ok", "slot_unavailable"]
     assert decisions[1].occurrence == 2 and decisions[1].series is None
-    assert decisions[3].occurrence == 0  # 09:00 went to the single create once the series gave it back
+    assert decisions[3].occurrence == 0  # 09:00 went to the create once the series gave it back
