@@ -1,16 +1,31 @@
 """An independent, sequential model of design §8's scheduling rules (services, buffers,
-seats, limits, date overrides), and Hypothesis strategies for the scenarios it judges.
+seats, limits, date overrides, host confirmation, series), and Hypothesis strategies
+for the scenarios it judges.
 
 It knows nothing of models.calendar, models.sessions or models.decisions: it works on
 wall-clock minutes in a provider's zone (zoneinfo) and on instants, keeps only the
 bookings, and replays requests one by one, first come, first served. A session's
-seats are the live bookings at that service and start; "occupied" intervals are
-recomputed from the service's shape (services do not change within a scenario).
+seats are the bookings that take one (pending or confirmed) at that service and
+start; "occupied" intervals are recomputed from the service's shape (services do
+not change within a scenario).
+
+Host confirmation: a service with `requires_confirmation` makes pending bookings;
+the host's confirm_booking / decline_booking turns a pending one confirmed or
+declined (its seat freed), and anything else is booking_not_pending; a declined
+booking, like a cancelled one, cannot be cancelled or moved (booking_cancelled).
+Series: a create with a recurrence asks for `count` starts at the first one's local
+wall time, every `interval` days or weeks; each is judged in order as a create
+would be, seeing the seats its earlier occurrences took; the first refused one
+refuses the whole request (naming its index), else each becomes a booking. A wall
+time that does not exist that day refuses its occurrence outside_working_hours.
 
 Scope: in zones with clock changes, working intervals start at 04:00 or later, so
 no grid start or appointment meets a skipped or repeated local hour (how the grid
 treats those is not modelled). Dates with a clock change are otherwise in range, so
-their days go through the same rules as any other."""
+their days go through the same rules as any other. For the same reason no series
+reaches an occurrence at a skipped or repeated wall time: its first start, at that
+wall time too, is already outside working hours (the rule above is modelled but not
+exercised; tests/integration/test_series.py covers a series across a clock change)."""
 
 from __future__ import annotations
 
@@ -45,6 +60,7 @@ class ServiceSpec:
     daily_limit: int | None = None
     weekly_limit: int | None = None
     offered: bool = True
+    requires_confirmation: bool = False
     implicit: bool = False  # the provider's own: no service_id on requests
 
     def appointment(self, start: datetime) -> tuple[datetime, datetime]:
@@ -58,7 +74,7 @@ class ServiceSpec:
         return {"name": self.name, "duration_minutes": self.duration, "step_minutes": self.step,
                 "buffer_before_minutes": self.before, "buffer_after_minutes": self.after,
                 "capacity": self.capacity, "daily_limit": self.daily_limit,
-                "weekly_limit": self.weekly_limit}
+                "weekly_limit": self.weekly_limit, "requires_confirmation": self.requires_confirmation}
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,14 @@ class ProviderSpec:
 
     def local_date(self, instant: datetime) -> date:
         return instant.astimezone(self.zone).date()
+
+    def instant_of(self, wall: datetime) -> datetime | None:
+        """The earliest instant (UTC) at which the naive local wall time `wall` happens;
+        None if the clock skips it."""
+        offsets = {self.zone.utcoffset(wall.replace(fold=fold)) for fold in (0, 1)}
+        instants = [(wall - offset).replace(tzinfo=UTC) for offset in offsets]
+        return min((i for i in instants if i.astimezone(self.zone).replace(tzinfo=None) == wall),
+                   default=None)
 
     def weekly_json(self) -> dict:
         return {day: hours_json(hours) for day, hours in self.weekly.items()}
@@ -114,12 +138,31 @@ def overrunning_starts(provider: ProviderSpec, service: ServiceSpec, day: date) 
 
 
 @dataclass(frozen=True)
+class Recurrence:
+    frequency: str  # daily | weekly
+    interval: int
+    count: int
+
+    def as_json(self) -> dict:
+        return {"frequency": self.frequency, "interval": self.interval, "count": self.count}
+
+
+HOST_DECISIONS = {"confirm_booking": "confirmed", "decline_booking": "declined"}  # kind -> new status
+
+
+@dataclass(frozen=True)
 class RequestSpec:
-    kind: str  # create | reschedule | cancel
+    kind: str  # create | reschedule | cancel | confirm_booking | decline_booking
     start: datetime | None = None
     service: int = 0  # index into the scenario's services (creates)
     customer: str = ""
     target: int | None = None  # index of the create whose booking it changes
+    occurrence: int = 0  # which of that create's bookings (a series makes several)
+    pick: int | None = None  # instead of target: one of the bookings the model holds (booking_key)
+    recurrence: Recurrence | None = None  # a create of a series
+
+
+BookingKey = tuple[int, int]  # (index of the create that made it, its occurrence: 0 unless a series)
 
 
 @dataclass
@@ -127,7 +170,17 @@ class Booking:
     service: ServiceSpec
     customer: str
     start: datetime
-    cancelled: bool = False
+    status: str  # pending | confirmed | declined | cancelled
+    series: int | None = None  # the index of the create of its series, if any
+
+    @property
+    def takes_seat(self) -> bool:
+        return self.status in ("pending", "confirmed")
+
+
+def occurrence_label(code: str, index: int | None) -> str:
+    """A series' refusal as compared: its reason and the index of the occurrence refused."""
+    return code if index is None else f"{code} at occurrence {index}"
 
 
 def overlaps(one: tuple[datetime, datetime], other: tuple[datetime, datetime]) -> bool:
@@ -140,24 +193,26 @@ class SchedulingModel:
 
     provider: ProviderSpec
     time_off: Sequence[tuple[datetime, datetime]]
-    bookings: dict[int, Booking] = field(default_factory=dict)  # by the index of its create
+    bookings: dict[BookingKey, Booking] = field(default_factory=dict)
 
     def decide(self, index: int, request: RequestSpec, services: Sequence[ServiceSpec],
                accepted_at: datetime, now: datetime) -> str | None:
-        """The reason code refusing request number `index`, or None when it succeeds."""
+        """The reason code refusing request number `index` (for a series, with the index
+        of the occurrence refused: see occurrence_label), or None when it succeeds."""
         if request.kind == "create":
-            service = services[request.service]
-            refusal = self.refusal(service, request.customer, request.start, accepted_at, now)
-            if refusal is None:
-                self.bookings[index] = Booking(service, request.customer, request.start)
-            return refusal
-        booking = self.bookings.get(request.target)
+            return self.create(index, request, services[request.service], accepted_at, now)
+        booking = self.bookings.get(self.booking_key(request))
         if booking is None:
             return "booking_not_found"
-        if booking.cancelled:
+        if request.kind in HOST_DECISIONS:
+            if booking.status != "pending":
+                return "booking_not_pending"
+            booking.status = HOST_DECISIONS[request.kind]
+            return None
+        if booking.status in ("cancelled", "declined"):
             return "booking_cancelled"
         if request.kind == "cancel":
-            booking.cancelled = True
+            booking.status = "cancelled"
             return None
         refusal = self.refusal(booking.service, booking.customer, request.start, accepted_at, now,
                                moving=booking)
@@ -165,11 +220,51 @@ class SchedulingModel:
             booking.start = request.start
         return refusal
 
+    def booking_key(self, request: RequestSpec) -> BookingKey:
+        """The booking a change names: its target's, or (a pick) one of the bookings held
+        now, whatever their status; for the host's word, one of a service that needs it
+        if there is one, and for every other pick a pending one if there is one. (Picks
+        make changes meet bookings that exist.)"""
+        if request.pick is None or not self.bookings:
+            return request.target, request.occurrence
+        keys = sorted(self.bookings)
+        if request.kind in HOST_DECISIONS:
+            keys = [key for key in keys if self.bookings[key].service.requires_confirmation] or keys
+            if request.pick % 2 == 0:
+                keys = [key for key in keys if self.bookings[key].status == "pending"] or keys
+        return keys[request.pick % len(keys)]
+
+    def create(self, index: int, request: RequestSpec, service: ServiceSpec, accepted_at: datetime,
+               now: datetime) -> str | None:
+        """One booking, or a series' bookings: all of them, or none."""
+        series = index if request.recurrence is not None else None
+        status = "pending" if service.requires_confirmation else "confirmed"
+        for occurrence, start in enumerate(self.occurrences(request)):
+            refusal = "outside_working_hours" if start is None else \
+                self.refusal(service, request.customer, start, accepted_at, now)
+            if refusal is not None:
+                for earlier in range(occurrence):
+                    del self.bookings[index, earlier]
+                return occurrence_label(refusal, None if series is None else occurrence)
+            self.bookings[index, occurrence] = Booking(service, request.customer, start, status, series)
+        return None
+
+    def occurrences(self, request: RequestSpec) -> list[datetime | None]:
+        """A create's starts: its own, then (a series) the same local wall time every
+        `interval` days or weeks; None where that wall time does not exist."""
+        recurrence = request.recurrence
+        if recurrence is None:
+            return [request.start]
+        wall = request.start.astimezone(self.provider.zone).replace(tzinfo=None)
+        every = timedelta(days=recurrence.interval * (7 if recurrence.frequency == "weekly" else 1))
+        return [request.start] + [self.provider.instant_of(wall + k * every)
+                                  for k in range(1, recurrence.count)]
+
     def refusal(self, service: ServiceSpec, customer: str | None, start: datetime,
                 accepted_at: datetime, now: datetime, moving: Booking | None = None) -> str | None:
         """Why `customer` cannot take a seat of `service` at `start`; `moving`, a booking
         that leaves its own seat first. Checked in the implemented order."""
-        others = [b for b in self.bookings.values() if not b.cancelled and b is not moving]
+        others = [b for b in self.bookings.values() if b.takes_seat and b is not moving]
         if not service.offered:
             return "service_not_offered"
         return (self.timing_refusal(start, accepted_at, now)
@@ -225,7 +320,7 @@ class SchedulingModel:
     def seats_left(self, service: ServiceSpec, start: datetime) -> int:
         """How many more creates could take a seat at `start` (a listing's `remaining`):
         the session's free seats, but no more than the day's and week's limits leave."""
-        live = [b for b in self.bookings.values() if not b.cancelled and b.service.name == service.name]
+        live = [b for b in self.bookings.values() if b.takes_seat and b.service.name == service.name]
         seats = service.capacity - sum(b.start == start for b in live)
         day = self.provider.local_date(start)
         if service.daily_limit is not None:
@@ -269,7 +364,11 @@ def day_hours(draw, earliest: int) -> Hours:
 def providers(draw, days: Sequence[date]) -> ProviderSpec:
     zone = draw(st.sampled_from(list(EARLIEST_MINUTE)))
     earliest = EARLIEST_MINUTE[zone]
-    weekly = {day: draw(day_hours(earliest)) for day in WEEKDAYS if draw(st.integers(0, 9)) < 8}
+    if draw(st.booleans()):  # the same hours every day: daily series can succeed
+        every_day = draw(day_hours(earliest))
+        weekly = dict.fromkeys(WEEKDAYS, every_day)
+    else:
+        weekly = {day: draw(day_hours(earliest)) for day in WEEKDAYS if draw(st.integers(0, 9)) < 8}
     overridden = draw(st.lists(st.sampled_from(days), max_size=2, unique=True))
     return ProviderSpec(zone, draw(st.sampled_from([15, 20, 30, 45, 60])), weekly,
                         {day: draw(day_hours(earliest)) for day in overridden},
@@ -285,7 +384,7 @@ def services(draw, index: int) -> ServiceSpec:
     return ServiceSpec(f"service {index}", duration, step,
                        draw(st.sampled_from([0, 0, 5, 10, 30])), draw(st.sampled_from([0, 0, 5, 15, 60])),
                        draw(st.sampled_from([1, 1, 2, 3])), draw(limit), draw(limit),
-                       offered=draw(st.integers(0, 9)) < 9)
+                       offered=draw(st.integers(0, 9)) < 9, requires_confirmation=draw(st.integers(0, 2)) > 0)
 
 
 @st.composite
@@ -317,21 +416,40 @@ def start_pools(draw, provider: ProviderSpec, all_services: Sequence[ServiceSpec
     return pools
 
 
+def recurrences() -> st.SearchStrategy[Recurrence]:
+    """Short series (so that they fit the scenario's days and advance often enough)."""
+    return st.builds(Recurrence, st.sampled_from(["daily", "weekly"]), st.sampled_from([1, 1, 1, 2]),
+                     st.integers(2, 4))
+
+
 @st.composite
-def request_sequences(draw, pools: list[list[datetime]]) -> list[RequestSpec]:
+def request_sequences(draw, pools: list[list[datetime]],
+                      all_services: Sequence[ServiceSpec]) -> list[RequestSpec]:
+    """Creates (a third of them series), and changes of earlier creates' bookings:
+    reschedules, cancels, and the host's confirms and declines. Most changes pick one of
+    the bookings that exist when they are made (see SchedulingModel.booking_key); the
+    rest name a create (which may have failed) and one of its occurrences."""
     everywhere = [start for pool in pools for start in pool]
     requests: list[RequestSpec] = []
     for _ in range(draw(st.integers(1, 18))):
         creates = [i for i, r in enumerate(requests) if r.kind == "create"]
-        kind = draw(st.sampled_from(["create"] * 6 + ["reschedule", "cancel"])) if creates else "create"
+        kind = draw(st.sampled_from(["create"] * 6 + ["reschedule", "cancel", *HOST_DECISIONS] * 2)) \
+            if creates else "create"
         service = draw(st.integers(0, len(pools) - 1))
         own = pools[service] if pools[service] and draw(st.integers(0, 9)) < 8 else everywhere
         start = draw(st.sampled_from(own))
         if kind == "create":
-            requests.append(RequestSpec("create", start, service, draw(st.sampled_from(CUSTOMERS))))
-        else:
-            target = draw(st.sampled_from(creates))
-            requests.append(RequestSpec(kind, start if kind == "reschedule" else None, target=target))
+            recurrence = draw(recurrences()) if draw(st.integers(0, 2)) == 2 else None
+            requests.append(RequestSpec("create", start, service, draw(st.sampled_from(CUSTOMERS)),
+                                        recurrence=recurrence))
+            continue
+        waiting = [i for i in creates if all_services[requests[i].service].requires_confirmation]
+        target = draw(st.sampled_from(waiting if kind in HOST_DECISIONS and waiting else creates))
+        recurrence = requests[target].recurrence
+        occurrence = draw(st.integers(0, recurrence.count - 1)) if recurrence else 0
+        pick = draw(st.integers(0, 99)) if draw(st.integers(0, 3)) < 3 else None
+        requests.append(RequestSpec(kind, start if kind == "reschedule" else None, target=target,
+                                    occurrence=occurrence, pick=pick))
     return requests
 
 
@@ -354,4 +472,42 @@ def scenarios(draw, first_days: st.SearchStrategy[date], day_count: int = 8) -> 
     pools = draw(start_pools(provider, all_services, days))
     starts = [start for pool in pools for start in pool]
     time_off = tuple(draw(st.lists(time_off_periods(starts), max_size=2)))
-    return Scenario(provider, all_services, time_off, days, tuple(draw(request_sequences(pools))))
+    return Scenario(provider, all_services, time_off, days,
+                    tuple(draw(request_sequences(pools, all_services))))
+
+
+def showcase(first: date) -> Scenario:
+    """A scenario that meets host confirmation and series every run (random ones meet
+    some of this in only a few of the examples): pending bookings confirmed, declined
+    (the seat then taken again) and asked to change after that; a series refused by its
+    own weekly limit at its third occurrence, a shorter one booked, then the limit; a
+    weekly series booked and one occurrence of it cancelled. The comments say what the
+    model decides when judged on the day after `first`."""
+    provider = ProviderSpec(UTC_ZONE, 60, dict.fromkeys(WEEKDAYS, ((9 * 60, 17 * 60),)), {}, 0, 30)
+    confirming = ServiceSpec("service 0", 60, 60, requires_confirmation=True)
+    limited = ServiceSpec("service 1", 30, 30, capacity=2, weekly_limit=2)
+    day = first + timedelta(days=3)  # two days after the one it is judged on
+    monday = day + timedelta(days=-day.weekday() % 7)  # that day or the next Monday
+
+    def at(when, hour: int) -> datetime:
+        return provider.wall(when, hour * 60)
+
+    requests = (
+        RequestSpec("create", at(day, 10), 0, "ann"),  # 0: pending
+        RequestSpec("confirm_booking", target=0),  # confirmed
+        RequestSpec("confirm_booking", target=0),  # booking_not_pending
+        RequestSpec("create", at(day + timedelta(days=1), 10), 0, "bob"),  # 3: pending
+        RequestSpec("decline_booking", target=3),  # declined, its seat freed
+        RequestSpec("create", at(day + timedelta(days=1), 10), 0, "cyd"),  # 5: pending, in that seat
+        RequestSpec("reschedule", at(day + timedelta(days=1), 12), target=3),  # booking_cancelled
+        RequestSpec("decline_booking", target=3),  # booking_not_pending
+        RequestSpec("cancel", target=5),
+        RequestSpec("confirm_booking", target=5),  # booking_not_pending
+        RequestSpec("create", at(monday, 11), 1, "ann", recurrence=Recurrence("daily", 1, 3)),  # limit, #2
+        RequestSpec("create", at(monday, 11), 1, "ann", recurrence=Recurrence("daily", 1, 2)),  # 11: booked
+        RequestSpec("create", at(monday + timedelta(days=2), 11), 1, "bob"),  # limit_reached (weekly)
+        RequestSpec("create", at(day, 14), 2, "cyd", recurrence=Recurrence("weekly", 1, 3)),  # 13: booked
+        RequestSpec("cancel", target=13, occurrence=1),
+    )
+    days = tuple(first + timedelta(days=i) for i in range(8))
+    return Scenario(provider, (confirming, limited, provider.implicit_service()), (), days, requests)

@@ -1,25 +1,41 @@
 """The independent scheduling model (tests/scheduling_model.py) against the whole
-system: services, a provider offering them, date overrides and time off made over
-HTTP; creates, reschedules and cancels submitted one at a time (so acceptance order
-is submission order) and decided by real dramatiq worker processes over PostgreSQL
-and Redis; then every outcome, every booking as stored, and the slot listings of
-every service (over all the days, and date by date) compared with the model's.
+system: services (some needing the host's confirmation), a provider offering them,
+date overrides and time off made over HTTP; creates (single or series), reschedules,
+cancels, and the host's confirms and declines (admin key) submitted one at a time (so
+acceptance order is submission order) and decided by real dramatiq worker processes
+over PostgreSQL and Redis; then every outcome (with the occurrence a rejected series
+names), every booking as stored (status, series) and nothing more, and the slot
+listings of every service (over all the days, and date by date) compared with the
+model's.
 
 Times come from the system itself: the model judges each request at its acceptance
 (`created_at`) and decision (`decided_at`) times, so notice and advance are exact; a
 listing is compared at the clock before and after it was read, and a start whose
-timing changed in between may be listed or not."""
+timing changed in between may be listed or not. A change that picks one of the
+bookings held (see SchedulingModel.booking_key) waits for every earlier decision,
+so that the model, stepped to there, can say which booking it is; other requests
+wait for nothing but the create whose booking they name, so batches form."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Api
-from tests.scheduling_model import RequestSpec, Scenario, SchedulingModel, ServiceSpec, scenarios
+from tests.scheduling_model import (
+    HOST_DECISIONS,
+    BookingKey,
+    RequestSpec,
+    Scenario,
+    SchedulingModel,
+    ServiceSpec,
+    occurrence_label,
+    scenarios,
+    showcase,
+)
 
-E2E_SETTINGS = settings(max_examples=10, deadline=None,
+E2E_SETTINGS = settings(max_examples=25, deadline=None,
                         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -66,51 +82,108 @@ class Setup:
 
 
 class Submitter:
-    """Submits the scenario's requests one at a time, as a client would; a change names
-    the booking its create made (awaiting that decision first)."""
+    """Submits the scenario's requests one at a time, as a client would (the host's
+    confirms and declines with the admin key), and steps the model through them in the
+    same order, each at the times the system recorded; a change names the booking its
+    create made (awaiting that decision first)."""
 
-    def __init__(self, client: Api, setup: Setup):
-        self.client, self.setup = client, setup
+    def __init__(self, client: Api, admin: Api, setup: Setup):
+        self.client, self.admin, self.setup = client, admin, setup
+        self.model = SchedulingModel(setup.scenario.provider, setup.scenario.time_off)
         self.submitted: dict[int, dict] = {}  # accepted requests, by index
         self.refused: dict[int, str] = {}  # refused at once: what the model calls it
+        self.apis: dict[int, Api] = {}  # who submitted each
+        self.problems: list[str] = []
+        self.stepped = 0  # requests the model has judged
 
     def submit_all(self) -> None:
         for index, request in enumerate(self.setup.scenario.requests):
-            response = self._post(request)
+            if request.pick is not None:
+                self.step_model(index)  # so that model.booking_key says which booking it picks
+            api = self.admin if request.kind in HOST_DECISIONS else self.client
+            self.apis[index] = api
+            response = self._post(api, request)
             if response.status_code == 202:
                 self.submitted[index] = response.json()
             else:
-                self.refused[index] = self._refusal(response)
+                self.refused[index] = self._refusal(request, response)
+        self.step_model(len(self.setup.scenario.requests))
 
-    def _post(self, request: RequestSpec):
+    def _post(self, api: Api, request: RequestSpec):
         if request.kind == "create":
             body = {"provider_id": self.setup.provider_id, "customer_id": request.customer,
                     "start": request.start.isoformat()}
             service_id = self.setup.service_ids[request.service]
-            return self.client.http.post("/v1/bookings", json=body | ({"service_id": service_id}
-                                                                     if service_id else {}))
-        booking_id = self.booking_made_by(request.target) or str(uuid.uuid4())
+            if service_id:
+                body["service_id"] = service_id
+            if request.recurrence:
+                body["recurrence"] = request.recurrence.as_json()
+            return api.http.post("/v1/bookings", json=body)
+        booking_id = self.booking_made_by(self.model.booking_key(request)) or str(uuid.uuid4())
         body = {"start": request.start.isoformat()} if request.kind == "reschedule" else {}
-        return self.client.http.post(f"/v1/bookings/{booking_id}/{request.kind}", json=body)
+        verb = {"confirm_booking": "confirm", "decline_booking": "decline"}.get(request.kind, request.kind)
+        return api.http.post(f"/v1/bookings/{booking_id}/{verb}", json=body)
 
-    def booking_made_by(self, index: int) -> str | None:
+    def booking_made_by(self, key: BookingKey) -> str | None:
+        """The id of the booking that create number key[0] made for occurrence key[1]."""
+        index, occurrence = key
         if index not in self.submitted:
             return None
-        booking = self.decided(index)["booking"]
-        return booking and booking["id"]
+        decided = self.decided(index)
+        made = decided["bookings"] or ([decided["booking"]] if decided["booking"] else [])
+        return made[occurrence]["id"] if occurrence < len(made) else None
 
     def decided(self, index: int) -> dict:
         body = self.submitted[index]
         if body["status"] == "queued":
-            body = self.submitted[index] = self.client.decided(body["id"])
+            body = self.submitted[index] = self.apis[index].decided(body["id"])
         return body
 
+    def step_model(self, upto: int) -> None:
+        """Judge requests up to `upto` (exclusive) in the model, each at the times the
+        system recorded, noting where the recorded outcome is not the model's."""
+        scenario = self.setup.scenario
+        for index in range(self.stepped, upto):
+            request = scenario.requests[index]
+            if index in self.refused:
+                recorded, accepted_at, now = self.refused[index], datetime.now(UTC), datetime.now(UTC)
+            else:
+                decided = self.decided(index)
+                recorded = recorded_outcome(decided)
+                accepted_at, now = parse(decided["created_at"]), parse(decided["decided_at"])
+                self.problems += self._occurrence_differences(index, request, decided)
+            expected = self.model.decide(index, request, scenario.services, accepted_at, now)
+            if recorded != expected:
+                self.problems.append(f"request {index} {request}: recorded {recorded}, model {expected}")
+        self.stepped = max(self.stepped, upto)
+
+    def _occurrence_differences(self, index: int, request: RequestSpec, decided: dict) -> list[str]:
+        """A series: the bookings it made, or the start its rejection names, in the
+        provider's own offset."""
+        if request.kind != "create" or request.recurrence is None:
+            return []
+        zone = self.setup.scenario.provider.zone
+        starts = [start and start.astimezone(zone) for start in self.model.occurrences(request)]
+        if decided["status"] == "succeeded":
+            made = [parse(booking["start"]) for booking in decided["bookings"] or ()]
+            if [(start, start.utcoffset()) for start in made] != [(s, s.utcoffset()) for s in starts]:
+                return [f"series {index} {request}: booked {made}, the model's occurrences {starts}"]
+            return []
+        occurrence = decided["reason"].get("occurrence")
+        if occurrence is None:
+            return [f"series {index} {request}: its rejection {decided['reason']} names no occurrence"]
+        named, expected = parse(occurrence["start"]), starts[occurrence["index"]]
+        if (named, named and named.utcoffset()) != (expected, expected and expected.utcoffset()):
+            return [f"series {index} {request}: occurrence {occurrence}, the model's start {expected}"]
+        return []
+
     @staticmethod
-    def _refusal(response) -> str:
+    def _refusal(request: RequestSpec, response) -> str:
         """An answer other than 202, as the model names it: a service the provider does
-        not offer (422 naming service_id), a booking that does not exist (404)."""
+        not offer (422 naming service_id; a series' first occurrence), a booking that
+        does not exist (404)."""
         if response.status_code == 422 and "service_id" in response.json().get("errors", {}):
-            return "service_not_offered"
+            return occurrence_label("service_not_offered", 0 if request.recurrence else None)
         assert response.status_code == 404, response.text
         return "booking_not_found"
 
@@ -120,42 +193,51 @@ def recorded_outcome(decided: dict) -> str | None:
     if decided["status"] == "succeeded":
         return None
     reason = decided["reason"]
-    if reason["code"] == "limit_reached":
-        return f"limit_reached ({'daily' if 'daily' in reason['message'] else 'weekly'})"
-    return reason["code"]
+    code = reason["code"]
+    if code == "limit_reached":
+        code = f"limit_reached ({'daily' if 'daily' in reason['message'] else 'weekly'})"
+    occurrence = reason.get("occurrence")
+    return occurrence_label(code, occurrence and occurrence["index"])
 
 
-def outcome_differences(submitter: Submitter, model: SchedulingModel) -> list[str]:
-    scenario, problems = submitter.setup.scenario, []
-    for index, request in enumerate(scenario.requests):
-        if index in submitter.refused:
-            recorded, accepted_at, now = submitter.refused[index], datetime.now(UTC), datetime.now(UTC)
-        else:
-            decided = submitter.decided(index)
-            recorded = recorded_outcome(decided)
-            accepted_at, now = parse(decided["created_at"]), parse(decided["decided_at"])
-        expected = model.decide(index, request, scenario.services, accepted_at, now)
-        if recorded != expected:
-            problems.append(f"request {index} {request}: recorded {recorded}, model {expected}")
-    return problems
+def stored_bookings(client: Api, provider_id: str) -> dict[str, dict]:
+    """Every booking of the provider, by id, as the listing shows them."""
+    found, params = {}, {"provider_id": provider_id, "limit": 100}
+    while True:
+        response = client.http.get("/v1/bookings", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        found.update((booking["id"], booking) for booking in page["items"])
+        if not page["next_cursor"]:
+            return found
+        params["cursor"] = page["next_cursor"]
 
 
-def booking_differences(submitter: Submitter, model: SchedulingModel) -> list[str]:
-    """Each booking as stored (read over HTTP) against the model's: start, end, status,
-    service and customer."""
-    problems = []
-    for index, expected in model.bookings.items():
-        booking_id = submitter.booking_made_by(index)
+def booking_differences(submitter: Submitter) -> list[str]:
+    """Each booking as stored (read over HTTP, one by one and in the provider's list)
+    against the model's: start, end, status, service, customer and series; and no
+    booking the model does not have (a rejected series writes none)."""
+    problems, setup, model = [], submitter.setup, submitter.model
+    listed = stored_bookings(submitter.client, setup.provider_id)
+    expected_ids = set()
+    for key, expected in model.bookings.items():
+        booking_id = submitter.booking_made_by(key)
         if booking_id is None:
-            problems.append(f"request {index} made no booking, the model's made {expected}")
+            problems.append(f"create {key} made no booking, the model's made {expected}")
             continue
+        expected_ids.add(booking_id)
         stored = submitter.client.http.get(f"/v1/bookings/{booking_id}").json()
         start, end = expected.service.appointment(expected.start)
-        service_id = submitter.setup.service_ids[submitter.setup.scenario.services.index(expected.service)]
-        status = "cancelled" if expected.cancelled else "confirmed"
+        service_id = setup.service_ids[setup.scenario.services.index(expected.service)]
+        series_id = None if expected.series is None else submitter.submitted[expected.series]["id"]
         if ((parse(stored["start"]), parse(stored["end"]), stored["status"], stored["service_id"],
-             stored["customer_id"]) != (start, end, status, service_id, expected.customer)):
-            problems.append(f"booking of request {index}: stored {stored}, model {expected}")
+             stored["customer_id"], stored["series_id"])
+                != (start, end, expected.status, service_id, expected.customer, series_id)):
+            problems.append(f"booking {key}: stored {stored}, model {expected}")
+        if listed.get(booking_id) != stored:
+            problems.append(f"booking {key}: read {stored}, listed {listed.get(booking_id)}")
+    problems += [f"stored {listed[extra]}, which the model never made"
+                 for extra in listed.keys() - expected_ids]
     return problems
 
 
@@ -200,18 +282,18 @@ def slot_as_modelled(spec: ServiceSpec, start: datetime, slot: dict, seats: int)
 
 @E2E_SETTINGS
 @given(scenario=scenarios(yesterday()))
+@example(scenario=showcase(datetime.now(UTC).date() - timedelta(days=1)))
 def test_outcomes_and_listings_match_the_sequential_model(workers, db, admin_api: Api, client_api: Api,
                                                           scenario: Scenario):
     # Given the scenario's services, provider, overrides and time off,
     setup = Setup(admin_api, scenario)
-    submitter = Submitter(client_api, setup)
+    submitter = Submitter(client_api, admin_api, setup)
 
     # when its requests are submitted one at a time and decided by the workers,
     submitter.submit_all()
 
     # then each outcome, each booking, and each service's listing afterwards are the model's.
-    model = SchedulingModel(scenario.provider, scenario.time_off)
-    differences = outcome_differences(submitter, model)
-    differences += booking_differences(submitter, model)
-    differences += listing_differences(admin_api, setup, model)
+    differences = submitter.problems
+    differences += booking_differences(submitter)
+    differences += listing_differences(admin_api, setup, submitter.model)
     assert differences == [], "\n".join(differences)
