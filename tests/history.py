@@ -5,8 +5,9 @@ request in acceptance order with its outcome, every booking) and replays the
 requests one by one through a sequential model of the rules, first come, first
 served. Any request whose recorded outcome differs from the model's, any request
 left undecided, and any difference between the final bookings are reported; and,
-given what a webhook receiver got, any decided request whose callback did not get
-exactly the event the model predicts (at least once, one `webhook-id` for repeats).
+given what a webhook receiver got, any decided request whose callback (or subscribed
+endpoint) did not get exactly the events the model predicts (at least once, one
+`webhook-id` for repeats).
 
 The model covers calendars where every requested start is on the slot grid, inside
 working hours, clear of time off and within notice and advance limits (the histories
@@ -115,24 +116,51 @@ def _booking_differences(model: Model, stored: dict) -> list[str]:
             if stored.get(booking_id) != expected.get(booking_id)]
 
 
-def check_webhooks(conn, provider_id, received: Iterable[dict]) -> list[str]:
-    """Every decided request with a callback URL got the one event its outcome calls
-    for (`booking_request.<status>`), at least once and always under one `webhook-id`;
-    no request got any other. `received`: what the receiver recorded, each
-    {"headers": {...}, "body": "..."}."""
-    got: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for delivery in received:
-        headers = {name.lower(): value for name, value in delivery["headers"].items()}
-        event = json.loads(delivery["body"])
-        if event["type"].startswith("booking_request."):
-            got[event["data"]["id"]][event["type"]].add(headers["webhook-id"])
+BOOKING_EVENTS = {"create": "booking.confirmed", "reschedule": "booking.rescheduled",
+                  "cancel": "booking.cancelled"}
+
+
+def check_webhooks(conn, provider_id, received: Iterable[dict],
+                   subscribed: frozenset[str] = frozenset()) -> list[str]:
+    """Every decided request got the events its outcome calls for, at least once and
+    always under one `webhook-id`, and no other: `booking_request.<status>` at its
+    callback URL, if it gave one, and the `booking.*` event of a succeeded change if
+    the receiver's endpoint is `subscribed` to it. `received`: what the receiver
+    recorded, each {"headers": {...}, "body": "..."}."""
+    got = _received_by_request(conn, provider_id, received)
     problems = []
     for request in recorded_history(conn, provider_id):
         events = got.pop(str(request.id), {})
-        decided_with_callback = request.callback_url and request.status != "queued"
-        expected = {f"booking_request.{request.status}"} if decided_with_callback else set()
+        expected = _expected_events(request, subscribed)
         if set(events) != expected:
             problems.append(f"seq {request.seq}: webhook events {sorted(events)}, model {sorted(expected)}")
         problems += [f"seq {request.seq}: {event} came under {len(ids)} webhook-ids"
                      for event, ids in events.items() if len(ids) != 1]
     return problems + [f"events for request {rid} of no recorded request" for rid in got]
+
+
+def _expected_events(request: Recorded, subscribed: frozenset[str]) -> set[str]:
+    expected = set()
+    if request.callback_url and request.status != "queued":
+        expected.add(f"booking_request.{request.status}")
+    if request.status == "succeeded" and BOOKING_EVENTS[request.kind] in subscribed:
+        expected.add(BOOKING_EVENTS[request.kind])
+    return expected
+
+
+def _received_by_request(conn, provider_id, received: Iterable[dict]) -> dict[str, dict[str, set[str]]]:
+    """Event type -> webhook-ids, per request id. A booking.* event carries the booking,
+    not the request: its webhook-id (the outbox row's message id) says which request."""
+    request_of = {message_id: str(request_id) for message_id, request_id in conn.execute(text(
+        "SELECT d.message_id, d.request_id FROM webhook_deliveries d "
+        "JOIN booking_requests r ON r.id = d.request_id WHERE r.provider_id = :p"), {"p": provider_id})}
+    got: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for delivery in received:
+        headers = {name.lower(): value for name, value in delivery["headers"].items()}
+        event = json.loads(delivery["body"])
+        if event["type"].startswith("booking_request."):
+            request_id = event["data"]["id"]
+        else:
+            request_id = request_of.get(headers["webhook-id"], f"unknown ({headers['webhook-id']})")
+        got[request_id][event["type"]].add(headers["webhook-id"])
+    return got

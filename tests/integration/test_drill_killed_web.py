@@ -13,7 +13,7 @@ import psutil
 from sqlalchemy import text
 
 from tests.conftest import Api, running_web, start_workers
-from tests.history import check_history, check_webhooks
+from tests.history import BOOKING_EVENTS, check_history, check_webhooks
 from tests.integration.test_webhooks import Receiver
 
 ALL_WEEK = {day: [{"start": "00:00", "end": "24:00"}] for day in (
@@ -45,6 +45,10 @@ def test_a_killed_web_process_loses_and_duplicates_nothing(stack, db, admin_key,
         cleanup.callback(senders.stop)
         base_url, web = cleanup.enter_context(running_web())
         provider = Api(base_url, admin_key).create_provider(timezone="UTC", weekly_schedule=ALL_WEEK)
+        reader = Api(base_url, client_key)
+        endpoint = reader.http.post("/v1/webhook-endpoints", json={  # booking events, at the same receiver
+            "url": receiver.url, "events": sorted(BOOKING_EVENTS.values())})
+        assert endpoint.status_code == 201, endpoint.text
         day = (datetime.now(UTC) + timedelta(days=3)).replace(hour=8, minute=0, second=0, microsecond=0)
         starts = [(day + SLOT * i).isoformat() for i in range(40)]
         answers, broken, halfway = {}, [], threading.Event()
@@ -69,9 +73,9 @@ def test_a_killed_web_process_loses_and_duplicates_nothing(stack, db, admin_key,
         victim.kill()
         for thread in threads:
             thread.join(timeout=120)
-        reader = Api(base_url, client_key)
         decided = [reader.decided(request["id"], timeout=60) for request in answers.values()]
-        received = receiver.wait_for(len(answers))
+        booked = sum(request["status"] == "succeeded" for request in decided)
+        received = receiver.wait_for(len(answers) + booked)  # each outcome, and each booking.confirmed
 
     assert len(answers) == CLIENTS * SUBMITS_EACH
     assert all(request["status"] != "queued" for request in decided)
@@ -83,7 +87,7 @@ def test_a_killed_web_process_loses_and_duplicates_nothing(stack, db, admin_key,
             "SELECT idempotency_key, id FROM booking_requests WHERE provider_id = :p"),
             {"p": provider["id"]})}
         differences = check_history(conn, provider["id"], SLOT)
-        differences += check_webhooks(conn, provider["id"], received)
+        differences += check_webhooks(conn, provider["id"], received, frozenset(BOOKING_EVENTS.values()))
     assert set(per_key) == set(answers) and set(per_key.values()) == {1}  # nothing lost, nothing twice
     assert all(ids[key] == request["id"] for key, request in answers.items())  # retries got the same one
     assert differences == [], "\n".join(differences)
