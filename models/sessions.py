@@ -27,6 +27,7 @@ from models.calendar import (
     check_timing,
     day_slots,
     local_dates,
+    local_week,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -67,6 +68,18 @@ class Session:
     @property
     def remaining(self) -> int:
         return self.capacity - len(self.customers)
+
+
+def calendar_to_read(rules: CalendarRules, service: ServiceRules, first: datetime,
+                     last: datetime) -> list[Interval]:
+    """What a decision or a listing about starts from `first` to `last` must read:
+    every occupied interval those starts could touch and, where the service has a
+    limit, the whole provider-local weeks whose seats it counts."""
+    before, after = service.reach
+    spans = [Interval(first - before, last + after)]
+    if service.daily_limit is not None or service.weekly_limit is not None:
+        spans.append(Interval(local_week(rules.timezone, first).start, local_week(rules.timezone, last).end))
+    return spans
 
 
 class OccupiedTimes:

@@ -28,9 +28,9 @@ from booking.config import get_settings
 from booking.db import driver_query, get_engine
 from booking.fence import StaleCalendar, claim_calendar
 from models import Booking, BookingRequest, Provider, ProviderService, Service, WebhookEndpoint
-from models.calendar import CalendarRules, Interval, Recurrence, ServiceRules, local_week, occurrence_starts
+from models.calendar import CalendarRules, Interval, Recurrence, ServiceRules, occurrence_starts
 from models.decisions import BatchDecider, Decision, KnownBooking, PendingRequest
-from models.sessions import Session
+from models.sessions import Session, calendar_to_read
 from workers.lease import Lease, provider_lease_key
 from workers.outbox import write_outbox
 
@@ -246,15 +246,9 @@ def _requested_window(rules: CalendarRules, pending: list[PendingRequest]) -> Mu
     """Real time that the batch's requested starts could touch: each one's occupied
     interval, and whole provider-local weeks where a limit counts seats. A multirange,
     so that requests months apart do not read every session between them."""
-    spans = []
-    for request in pending:
-        service = request.service or rules.implicit_service()
-        before, after = service.reach
-        for start in _requested_starts(rules, request):
-            spans.append(Range(start - before, start + after, "[)"))
-            if service.daily_limit is not None or service.weekly_limit is not None:
-                week = local_week(rules.timezone, start)
-                spans.append(Range(week.start, week.end, "[)"))
+    spans = [Range(span.start, span.end, "[)")
+             for request in pending for start in _requested_starts(rules, request)
+             for span in calendar_to_read(rules, request.service or rules.implicit_service(), start, start)]
     return Multirange(spans) if spans else None
 
 

@@ -24,7 +24,7 @@ from api.schemas import (
     TimeOffList,
     TimeOffOut,
 )
-from booking.services import catalog, providers
+from booking.services import providers
 from models.calendar import Interval
 
 blp = Blueprint("providers", __name__, url_prefix="/v1/providers",
@@ -118,7 +118,7 @@ class Slots(MethodView):
         """Slots a request could book right now, by provider-local date or by range (≤ 31 days),
         of the implicit service or of `service_id` (422 if the provider does not offer it)."""
         span = query["date"] if "date" in query else Interval(query["from_"], query["to"])
-        provider, slots = catalog.provider_slots(provider_id, span, query.get("service_id"))
+        provider, slots = providers.provider_slots(provider_id, span, query.get("service_id"))
         zone = ZoneInfo(provider.timezone)
         return {"provider_id": provider.id, "service_id": query.get("service_id"),
                 "timezone": provider.timezone,

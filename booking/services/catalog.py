@@ -9,7 +9,7 @@ that name it, but answers 404 and is offered by nobody."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_
@@ -18,10 +18,9 @@ from sqlalchemy.orm import Session
 from booking.db import new_session
 from booking.fence import claim_calendar
 from booking.services import providers
-from booking.services.errors import Conflict, IfMatch, InvalidInput, NotFound
+from booking.services.errors import Conflict, IfMatch, NotFound
 from booking.services.pagination import decode_cursor, page
-from models import Booking, Provider, ProviderService, Service
-from models.calendar import Interval
+from models import Booking, ProviderService, Service
 
 LIVE_STATUSES = providers.LIVE_STATUSES
 
@@ -86,31 +85,6 @@ def delete_service(service_id: uuid.UUID, if_match: IfMatch | None = None) -> No
                            bookings=[str(booking_id) for booking_id in in_use])
         session.execute(delete(ProviderService).where(ProviderService.service_id == service_id))
         service.deleted_at = service.updated_at = func.now()
-
-
-def provider_slots(provider_id: uuid.UUID, span: Interval | date,
-                   service_id: uuid.UUID | None = None) -> tuple[Provider, list[tuple[Interval, int]]]:
-    """The provider's open slots (booking.services.providers.provider_slots), of a
-    service it offers: 404 for an unknown provider, 422 naming `service_id` for a
-    service it does not offer (or that does not exist)."""
-    if service_id is not None:
-        require_offered(provider_id, service_id)
-    return providers.provider_slots(provider_id, span, service_id)
-
-
-def require_offered(provider_id: uuid.UUID, service_id: uuid.UUID) -> None:
-    """404 if the provider does not exist; 422 naming `service_id` unless the service
-    exists, is not deleted and the provider offers it."""
-    with new_session() as session:
-        if session.get(Provider, provider_id) is None:
-            raise NotFound("No such provider.")
-        service = session.get(Service, service_id)
-        offered = session.get(ProviderService, (provider_id, service_id)) is not None
-    if service is None or service.deleted_at is not None:
-        raise InvalidInput("No such service.", {"service_id": ["no such service"]})
-    if not offered:
-        raise InvalidInput("The provider does not offer this service.",
-                           {"service_id": ["not offered by this provider"]})
 
 
 def _live_service(session: Session, service_id: uuid.UUID, lock: bool = False,

@@ -26,12 +26,11 @@ from models.calendar import (
     ServiceRules,
     check_grid,
     local_dates,
-    local_week,
     parse_date_overrides,
     parse_weekly_schedule,
     working_windows,
 )
-from models.sessions import Calendar
+from models.sessions import Calendar, calendar_to_read
 from models.sessions import Session as RuleSession
 
 STALE_RETRIES = 5
@@ -242,43 +241,32 @@ def provider_slots(provider_id: uuid.UUID, span: Interval | date,
                    service_id: uuid.UUID | None = None) -> tuple[Provider, list[tuple[Interval, int]]]:
     """The appointments of a service (default: the provider's implicit one) starting in
     `span` (or on a provider-local date) that a create made now could win, with their
-    free seats: the decision's own rule (models.sessions.Calendar) asked of each start."""
+    free seats: the decision's own rule (models.sessions.Calendar) asked of each start.
+    404 for an unknown provider; 422 naming `service_id` for a service it does not offer."""
     with new_session() as session:
         provider = _provider_or_404(session, provider_id)
         rules = calendar_rules(provider)
         if isinstance(span, date):
             span = local_day(span, rules.timezone)
-        service = service_rules(session, provider, service_id) if service_id else rules.implicit_service()
-        calendar = read_calendar(session, provider, rules, _reach(rules, service, span))
+        service = offered_service(session, provider, service_id) if service_id else rules.implicit_service()
+        reads = calendar_to_read(rules, service, span.start, span.end)
+        reach = Interval(min(r.start for r in reads), max(r.end for r in reads))
+        calendar = read_calendar(session, provider, rules, reach)
         slots = calendar.open_starts(service, span, session.scalar(select(func.now())))
     return provider, slots
 
 
-def _reach(rules: CalendarRules, service: ServiceRules, span: Interval) -> Interval:
-    """What the listing must read: every occupied interval its starts could touch, and
-    the whole local weeks whose limits count seats."""
-    before, after = service.reach
-    reach = Interval(span.start - before, span.end + after)
-    if service.daily_limit is not None or service.weekly_limit is not None:
-        reach = Interval(min(reach.start, local_week(rules.timezone, span.start).start),
-                         max(reach.end, local_week(rules.timezone, span.end).end))
-    return reach
-
-
-def service_rules(session: Session, provider: Provider, service_id: uuid.UUID) -> ServiceRules:
-    """A service as the rules see it; 404 if it does not exist (or was deleted)."""
+def offered_service(session: Session, provider: Provider, service_id: uuid.UUID) -> ServiceRules:
+    """A service the provider offers, as the rules see it; else 422 naming `service_id`."""
     service = session.get(Service, service_id)
     if service is None or service.deleted_at is not None:
-        raise NotFound("No such service.")
-    offered = session.get(ProviderService, (provider.id, service_id)) is not None
-    return as_service_rules(service, offered)
-
-
-def as_service_rules(service: Service, offered: bool = True) -> ServiceRules:
+        raise InvalidInput("No such service.", {"service_id": ["no such service"]})
+    if session.get(ProviderService, (provider.id, service_id)) is None:
+        raise InvalidInput("The provider does not offer this service.",
+                           {"service_id": ["not offered by this provider"]})
     return ServiceRules(service.id, service.duration_minutes, service.step_minutes,
                         service.buffer_before_minutes, service.buffer_after_minutes, service.capacity,
-                        service.daily_limit, service.weekly_limit, service.requires_confirmation,
-                        offered and service.deleted_at is None)
+                        service.daily_limit, service.weekly_limit, service.requires_confirmation)
 
 
 def read_calendar(session: Session, provider: Provider, rules: CalendarRules, reach: Interval) -> Calendar:

@@ -46,8 +46,8 @@ def test_limits_follow_provider_local_days_and_weeks_across_a_clock_change(db):
         outcomes.append(decided.status if decided.status == "succeeded" else decided.reason_code)
     assert outcomes == [expected for _label, _start, expected in wanted]
     # and the listing agrees: Sunday offers nothing more, Monday offers its other hours.
-    _, sunday = catalog.provider_slots(provider.id, berlin(28, 0).date(), service.id)
-    _, monday = catalog.provider_slots(provider.id, berlin(29, 0).date(), service.id)
+    _, sunday = providers.provider_slots(provider.id, berlin(28, 0).date(), service.id)
+    _, monday = providers.provider_slots(provider.id, berlin(29, 0).date(), service.id)
     assert sunday == []
     assert [(slot.start, remaining) for slot, remaining in monday][:2] == [
         (berlin(29, 1), 1), (berlin(29, 2), 1)]
