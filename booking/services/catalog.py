@@ -9,17 +9,16 @@ that name it, but answers 404 and is offered by nobody."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from booking.db import new_session
 from booking.fence import claim_calendar
 from booking.services import providers
 from booking.services.errors import Conflict, IfMatch, NotFound
-from booking.services.pagination import decode_cursor, page
+from booking.services.pagination import oldest_first
 from models import Booking, ProviderService, Service
 
 LIVE_STATUSES = providers.LIVE_STATUSES
@@ -44,14 +43,9 @@ def get_service(service_id: uuid.UUID) -> Service:
 
 def list_services(limit: int, cursor: str | None) -> tuple[list[Service], str | None]:
     """Services not deleted, oldest first, a page at a time."""
-    query = (select(Service).where(Service.deleted_at.is_(None))
-             .order_by(Service.created_at, Service.id).limit(limit + 1))
-    if cursor:
-        after = decode_cursor(cursor, datetime, uuid.UUID)
-        query = query.where(tuple_(Service.created_at, Service.id) > after)
     with new_session() as session:
-        rows = list(session.scalars(query))
-    return page(rows, limit, lambda s: (s.created_at, s.id))
+        return oldest_first(select(Service).where(Service.deleted_at.is_(None)), Service, limit, cursor,
+                            session)
 
 
 def update_service(service_id: uuid.UUID, changes: dict[str, Any],

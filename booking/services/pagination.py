@@ -8,6 +8,8 @@ import json
 import uuid
 from datetime import datetime
 
+from sqlalchemy import tuple_
+
 from booking.services.errors import InvalidInput
 
 BAD_CURSOR = InvalidInput("The cursor is not one this API issued.", {"cursor": ["invalid cursor"]})
@@ -53,3 +55,11 @@ def page(rows: list, limit: int, key) -> tuple[list, str | None]:
         return rows, None
     items = rows[:limit]
     return items, encode_cursor(*key(items[-1]))
+
+
+def oldest_first(query, entity, limit: int, cursor: str | None, session) -> tuple[list, str | None]:
+    """A page of `query` in (created_at, id) order, after `cursor`, and the next cursor."""
+    query = query.order_by(entity.created_at, entity.id).limit(limit + 1)
+    if cursor:
+        query = query.where(tuple_(entity.created_at, entity.id) > decode_cursor(cursor, datetime, uuid.UUID))
+    return page(list(session.scalars(query)), limit, lambda row: (row.created_at, row.id))

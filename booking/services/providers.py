@@ -10,14 +10,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.orm import Session, selectinload
 
 from booking.db import new_session
 from booking.fence import StaleCalendar, claim_calendar
 from booking.services.errors import Conflict, IfMatch, InvalidInput, NotFound
-from booking.services.pagination import decode_cursor, page
+from booking.services.pagination import oldest_first
 from models import Booking, Provider, ProviderService, Service, TimeOff
 from models import Session as SeatSession
 from models.calendar import (
@@ -111,14 +111,9 @@ def _provider_or_404(session: Session, provider_id: uuid.UUID) -> Provider:
 
 
 def list_providers(limit: int, cursor: str | None) -> tuple[list[Provider], str | None]:
-    query = (select(Provider).options(selectinload(Provider.services))
-             .order_by(Provider.created_at, Provider.id).limit(limit + 1))
-    if cursor:
-        after = decode_cursor(cursor, datetime, uuid.UUID)
-        query = query.where(tuple_(Provider.created_at, Provider.id) > after)
     with new_session() as session:
-        rows = list(session.scalars(query))
-    return page(rows, limit, lambda p: (p.created_at, p.id))
+        return oldest_first(select(Provider).options(selectinload(Provider.services)), Provider, limit,
+                            cursor, session)
 
 
 def update_provider(provider_id: uuid.UUID, changes: dict[str, Any],

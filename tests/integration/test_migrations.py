@@ -76,15 +76,25 @@ def seed_before_sessions(conn) -> uuid.UUID:
     return provider
 
 
-def test_existing_bookings_become_one_seat_sessions_and_the_way_back_keeps_them(stack, db):
+@contextmanager
+def upgraded_from_0004_data(stack):
+    """A scratch database given 0004's bookings, then upgraded to head: (config, engine,
+    the provider's id)."""
     with scratch_database(stack) as url:
         config = alembic_config(url)
         command.upgrade(config, "0004")
         engine = create_engine(sqlalchemy_url(url))
         with engine.begin() as conn:
             provider = seed_before_sessions(conn)
-
         command.upgrade(config, "head")
+        try:
+            yield config, engine, provider
+        finally:
+            engine.dispose()
+
+
+def test_existing_bookings_become_one_seat_sessions_and_the_way_back_keeps_them(stack, db):
+    with upgraded_from_0004_data(stack) as (config, engine, provider):
         with engine.connect() as conn:
             sessions = conn.execute(text("SELECT id, start, seats_taken, capacity, service_id FROM sessions "
                                          "ORDER BY start")).all()
@@ -105,17 +115,10 @@ def test_existing_bookings_become_one_seat_sessions_and_the_way_back_keeps_them(
         command.upgrade(config, "head")
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT sum(seats_taken) FROM sessions")) == 2
-        engine.dispose()
 
 
 def test_the_way_back_refuses_while_a_session_holds_several_seats(stack, db):
-    with scratch_database(stack) as url:
-        config = alembic_config(url)
-        command.upgrade(config, "0004")
-        engine = create_engine(sqlalchemy_url(url))
-        with engine.begin() as conn:
-            seed_before_sessions(conn)
-        command.upgrade(config, "head")
+    with upgraded_from_0004_data(stack) as (config, engine, _provider):
         with engine.begin() as conn:
             conn.execute(text("UPDATE providers SET calendar_claimed_by = pg_current_xact_id()"))
             conn.execute(text("UPDATE sessions SET capacity = 3"))
@@ -123,7 +126,6 @@ def test_the_way_back_refuses_while_a_session_holds_several_seats(stack, db):
                               "period, status, version) SELECT gen_random_uuid(), provider_id, "
                               "api_key_id, 'd', session_id, period, 'confirmed', 1 "
                               "FROM bookings WHERE status = 'confirmed'"))
-        engine.dispose()
 
         with pytest.raises(Exception, match="more than one seat"):
             command.downgrade(config, "0004")
