@@ -34,10 +34,13 @@ def test_limits_follow_provider_local_days_and_weeks_across_a_clock_change(db):
         ("mon 00:00", berlin(29, 0), "succeeded"),       # a new ISO week
     ]
 
-    # when each is asked for in turn,
-    submitted = [requests.submit_create(key, provider.id, f"c-{i}", start, None, None, service_id=service.id)
-                 for i, (_label, start, _expected) in enumerate(wanted)]
-    decide.decide_provider_queue(provider.id)
+    # when each is asked for in turn, decided one at a time (so that each decision reads
+    # the seats earlier ones stored, not only those of its own batch),
+    submitted = []
+    for i, (_label, start, _expected) in enumerate(wanted):
+        submitted.append(requests.submit_create(key, provider.id, f"c-{i}", start, None, None,
+                                                service_id=service.id))
+        decide.decide_provider_queue(provider.id)
 
     # then each outcome follows the provider's local calendar,
     outcomes = []
@@ -45,9 +48,10 @@ def test_limits_follow_provider_local_days_and_weeks_across_a_clock_change(db):
         decided = requests.get_request(key, request.id)
         outcomes.append(decided.status if decided.status == "succeeded" else decided.reason_code)
     assert outcomes == [expected for _label, _start, expected in wanted]
-    # and the listing agrees: Sunday offers nothing more, Monday offers its other hours.
+    # and the listing agrees: Sunday and Friday offer nothing more, Monday its other hours.
+    _, friday = providers.provider_slots(provider.id, berlin(26, 0).date(), service.id)
     _, sunday = providers.provider_slots(provider.id, berlin(28, 0).date(), service.id)
     _, monday = providers.provider_slots(provider.id, berlin(29, 0).date(), service.id)
-    assert sunday == []
+    assert sunday == [] and friday == []
     assert [(slot.start, remaining) for slot, remaining in monday][:2] == [
         (berlin(29, 1), 1), (berlin(29, 2), 1)]
