@@ -84,6 +84,7 @@ def register_blueprints(app: Flask) -> None:
         bookings,
         date_overrides,
         health,
+        holds,
         providers,
         services,
         webhooks,
@@ -91,7 +92,7 @@ def register_blueprints(app: Flask) -> None:
 
     for schema, rules in WHOLE_SCHEMA_RULES.items():  # before any view refers to them
         api.spec.components.schema(schema.__name__, rules, schema=schema)
-    for module in (health, providers, date_overrides, services, bookings, booking_requests, api_keys,
+    for module in (health, providers, date_overrides, services, bookings, holds, booking_requests, api_keys,
                    webhooks):
         api.register_blueprint(module.blp)
 

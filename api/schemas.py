@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from booking.representations import BookingOut, ReasonOut, RequestOut  # noqa: F401 - part of the API's schemas
+from booking.representations import BookingOut, HoldOut, ReasonOut, RequestOut  # noqa: F401 - part of the API's schemas
 from booking.webhooks import EVENT_TYPES
 from models.calendar import WEEKDAYS, ScheduleError, parse_weekly_schedule
 
@@ -349,6 +349,18 @@ class BookingIn(Schema):
     recurrence = fields.Nested(RecurrenceIn, metadata={
         "description": "A series: every occurrence at the same provider-local wall time, booked all or "
                        "none in one decision."})
+    callback_url = CALLBACK_URL
+
+
+class HoldIn(Schema):
+    provider_id = Id(required=True, metadata={"description": "An existing provider's id."})
+    customer_id = fields.String(required=True, validate=TEXT)
+    start = Instant(required=True)
+    service_id = Id(allow_none=True, metadata={
+        "description": "A service the provider offers; absent or null: its implicit one."})
+    ttl_seconds = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1), metadata={
+        "description": "How long the hold keeps its seat once decided: default 300, at most "
+                       "BOOKING_HOLD_MAX_SECONDS (default 3600)."})
     callback_url = CALLBACK_URL
 
 

@@ -31,7 +31,7 @@ from booking.config import get_settings
 SPEC_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 EVENT_TYPES = ("booking_request.succeeded", "booking_request.rejected", "booking_request.failed",
                "booking.pending", "booking.confirmed", "booking.declined", "booking.rescheduled",
-               "booking.cancelled")
+               "booking.cancelled", "hold.expired")
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 
 

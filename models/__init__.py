@@ -135,6 +135,8 @@ class Booking(Base):
     period: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
     status: Mapped[str] = mapped_column(String(16))
     cancel_reason: Mapped[str | None] = mapped_column(String(255))
+    # Set on a hold (status held, released or expired; kept when it is confirmed into a booking).
+    expires_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
@@ -163,6 +165,7 @@ class BookingRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     if_match_versions: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))  # If-Match, as named
     recurrence: Mapped[dict[str, Any] | None]  # {"frequency", "interval", "count"} of a series
+    ttl_seconds: Mapped[int | None]  # a hold's: how long it keeps its seat once decided
     reason_occurrence: Mapped[int | None] = mapped_column(Integer)  # a series' first failing one
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries to decide it
     error_streak: Mapped[int] = mapped_column(Integer, default=0)  # ... ending in the same error

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,7 +33,7 @@ from models.calendar import CalendarRules, Interval, Recurrence, ServiceRules, o
 from models.decisions import BatchDecider, Decision, KnownBooking, PendingRequest
 from models.sessions import Session, calendar_to_read
 from workers.lease import Lease, provider_lease_key
-from workers.outbox import write_outbox
+from workers.outbox import write_hold_events, write_outbox
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +176,12 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
         decisions = decider.decide_all(snapshot.pending)
         claim_calendar(lambda statement, params: _run(conn, statement, params),
                        provider_id, snapshot.provider_version)
-        write_decisions(conn, provider_id, snapshot.rows, decisions, snapshot.now)
+        write_decisions(conn, provider_id, snapshot.rows, decisions, snapshot.now, decider.expired)
         deliveries = []
         if any(row.callback_url or row.wants_events for row in snapshot.rows):
             deliveries = write_outbox(conn, [row.id for row in snapshot.rows])
+        if decider.expired:
+            deliveries += write_hold_events(conn, [hold.id for hold in decider.expired])
     notify.publish_decisions(row.id for row in snapshot.rows)
     notify.enqueue_deliveries(deliveries)
     return len(snapshot.rows)
@@ -239,7 +242,8 @@ def _pending(row) -> PendingRequest:
                           start=row.start, booking_id=row.booking_id,
                           if_match_versions=row.if_match_versions, customer_id=row.customer_id,
                           service=_service_rules(row),
-                          recurrence=Recurrence(**row.recurrence) if row.recurrence else None)
+                          recurrence=Recurrence(**row.recurrence) if row.recurrence else None,
+                          ttl_seconds=row.ttl_seconds)
 
 
 def _requested_window(rules: CalendarRules, pending: list[PendingRequest]) -> Multirange | None:
@@ -260,21 +264,32 @@ def _requested_starts(rules: CalendarRules, request: PendingRequest) -> list[dat
     return [s for s in occurrence_starts(rules.timezone, request.start, request.recurrence) if s is not None]
 
 
+# Held rows keep their seats until a writer expires them, so a session's customers
+# include every `held` one; the decider reads those holds' expiries with them and gives
+# back the seats of those that no request from then on may see (BatchDecider).
 CALENDAR_AROUND = text("""
+WITH near AS (
+    SELECT s.* FROM sessions s
+     WHERE s.provider_id = :provider_id AND s.seats_taken > 0
+       AND (s.occupied && CAST(:window AS tstzmultirange)
+            OR s.id IN (SELECT session_id FROM bookings WHERE id = ANY(CAST(:referenced AS uuid[])))))
 SELECT 'session' AS source, s.id, s.occupied AS period, s.period AS appointment, s.service_id,
        s.capacity, NULL::int AS version, NULL::text AS status, NULL::text AS customer_id,
        ARRAY(SELECT b.customer_id FROM bookings b
-              WHERE b.session_id = s.id AND b.status IN ('pending', 'confirmed')) AS customers
-  FROM sessions s
- WHERE s.provider_id = :provider_id AND s.seats_taken > 0
-   AND (s.occupied && CAST(:window AS tstzmultirange)
-        OR s.id IN (SELECT session_id FROM bookings WHERE id = ANY(CAST(:referenced AS uuid[]))))
+              WHERE b.session_id = s.id AND b.status IN ('pending', 'confirmed', 'held')) AS customers,
+       NULL::timestamptz AS expires_at
+  FROM near s
 UNION ALL
-SELECT 'booking', b.id, b.period, NULL, b.service_id, NULL, b.version, b.status, b.customer_id, NULL
+SELECT 'booking', b.id, b.period, NULL, b.service_id, NULL, b.version, b.status, b.customer_id, NULL,
+       b.expires_at
   FROM bookings b
  WHERE b.provider_id = :provider_id AND b.id = ANY(CAST(:referenced AS uuid[]))
 UNION ALL
-SELECT 'time_off', t.id, t.period, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 'booking', b.id, b.period, NULL, b.service_id, NULL, b.version, b.status, b.customer_id, NULL,
+       b.expires_at
+  FROM near s JOIN bookings b ON b.session_id = s.id AND b.status = 'held'
+UNION ALL
+SELECT 'time_off', t.id, t.period, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
   FROM time_off t
  WHERE t.provider_id = :provider_id AND t.period && CAST(:window AS tstzmultirange)
 """)
@@ -289,8 +304,9 @@ def _calendar_around(conn: Connection, provider_id, rules: CalendarRules, pendin
                                          "referenced": referenced}).fetchall()
     sessions_ = [Session(r.id, r.service_id, _interval(r.appointment), _interval(r.period), r.capacity,
                          list(r.customers)) for r in found if r.source == "session"]
-    bookings_ = [KnownBooking(r.id, _interval(r.period), r.status, r.version, r.customer_id, r.service_id)
-                 for r in found if r.source == "booking"]
+    bookings_ = list({r.id: KnownBooking(r.id, _interval(r.period), r.status, r.version, r.customer_id,
+                                         r.service_id, r.expires_at)
+                      for r in found if r.source == "booking"}.values())  # a held one may come twice
     time_off_ = [_interval(r.period) for r in found if r.source == "time_off"]
     return sessions_, bookings_, time_off_
 
@@ -314,6 +330,11 @@ DECIDE_PENDING = update(bookings).where(
     bookings.c.status == "pending").values(
     status=bindparam("b_status"), cancel_reason=bindparam("b_reason"), version=bookings.c.version + 1,
     updated_at=func.now())
+# A hold confirmed (its seat stays), released or expired (the seat trigger frees it).
+SET_HOLD_STATUS = update(bookings).where(
+    bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version"),
+    bookings.c.status == "held").values(
+    status=bindparam("b_status"), version=bookings.c.version + 1, updated_at=func.now())
 MOVE_BOOKING = update(bookings).where(
     bookings.c.id == bindparam("b_id"), bookings.c.version == bindparam("b_version")).values(
     period=bindparam("b_period"), version=bookings.c.version + 1, updated_at=func.now())
@@ -324,13 +345,13 @@ MOVE_BOOKING = update(bookings).where(
 # 18.6): a worker paused right after it would hold the provider for good.
 INSERT_BOOKINGS = text("""
 INSERT INTO bookings (id, provider_id, api_key_id, customer_id, service_id, series_id, period, status,
-                      version)
+                      expires_at, version)
 SELECT b.id, :provider_id, b.api_key_id, b.customer_id, b.service_id, b.series_id,
-       tstzrange(b.starts, b.ends, '[)'), b.status, 1
+       tstzrange(b.starts, b.ends, '[)'), b.status, b.expires_at, 1
   FROM unnest(CAST(:ids AS uuid[]), CAST(:key_ids AS uuid[]), CAST(:customer_ids AS text[]),
               CAST(:service_ids AS uuid[]), CAST(:series_ids AS uuid[]), CAST(:starts AS timestamptz[]),
-              CAST(:ends AS timestamptz[]), CAST(:statuses AS text[]))
-       AS b(id, api_key_id, customer_id, service_id, series_id, starts, ends, status)
+              CAST(:ends AS timestamptz[]), CAST(:statuses AS text[]), CAST(:expiries AS timestamptz[]))
+       AS b(id, api_key_id, customer_id, service_id, series_id, starts, ends, status, expires_at)
 """)
 # Every outcome of the batch in one statement, so its row count says whether each
 # request was still queued.
@@ -346,16 +367,22 @@ UPDATE booking_requests AS r
 
 
 def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: list[Decision],
-                    now: datetime) -> None:
-    """Write a batch's outcomes (after the claim). Raises LostRequests, rolling all of it
-    back, if any booking or request was no longer as the snapshot saw it."""
+                    now: datetime, expired: Sequence[KnownBooking] = ()) -> None:
+    """Write a batch's outcomes (after the claim), first expiring the holds that the
+    decisions found expired. Raises LostRequests, rolling all of it back, if any booking
+    or request was no longer as the snapshot saw it."""
     row_by_id = {row.id: row for row in rows}
-    new_bookings, changes = [], []
+    new_bookings = []
+    changes = [(SET_HOLD_STATUS, {"b_id": hold.id, "b_version": hold.version, "b_status": "expired"})
+               for hold in expired]
     for decision in decisions:
         kind = decision.change[0] if decision.change else None
-        if kind == "create":
+        if kind in ("create", "hold"):
             row = row_by_id[decision.request_id]
             new_bookings.extend(_new_bookings(decision, row))
+        elif kind == "hold_status":
+            changes.append((SET_HOLD_STATUS, {"b_id": decision.booking_id, "b_status": decision.status,
+                                              "b_version": decision.changed_version}))
         elif kind == "move":
             changes.append((MOVE_BOOKING, {"b_id": decision.booking_id, "b_version": decision.changed_version,
                                            "b_period": _range(decision.session.appointment)}))
@@ -382,10 +409,12 @@ def write_decisions(conn: Connection, provider_id: uuid.UUID, rows, decisions: l
 
 
 def _new_bookings(decision: Decision, row) -> list[tuple]:
-    """(booking id, request row, session, status, series id) of each booking a create makes."""
+    """(booking id, request row, session, status, series id, expiry) of each booking a
+    create (or hold) makes."""
     if decision.series is None:
-        return [(decision.booking_id, row, decision.session, decision.status, None)]
-    return [(booking_id, row, session, decision.status, row.id) for booking_id, session in decision.series]
+        return [(decision.booking_id, row, decision.session, decision.status, None, decision.expires_at)]
+    return [(booking_id, row, session, decision.status, row.id, None)
+            for booking_id, session in decision.series]
 
 
 def _booking_arrays(provider_id: uuid.UUID, new_bookings: list) -> dict:
@@ -394,10 +423,11 @@ def _booking_arrays(provider_id: uuid.UUID, new_bookings: list) -> dict:
             "key_ids": [row.api_key_id for _id, row, *_rest in new_bookings],
             "customer_ids": [row.customer_id for _id, row, *_rest in new_bookings],
             "service_ids": [session.service_id for _id, _row, session, *_rest in new_bookings],
-            "series_ids": [series_id for *_rest, series_id in new_bookings],
+            "series_ids": [series_id for *_rest, series_id, _expiry in new_bookings],
+            "expiries": [expiry for *_rest, expiry in new_bookings],
             "starts": [session.appointment.start for _id, _row, session, *_rest in new_bookings],
             "ends": [session.appointment.end for _id, _row, session, *_rest in new_bookings],
-            "statuses": [status for _id, _row, _session, status, _series in new_bookings]}
+            "statuses": [status for _id, _row, _session, status, *_rest in new_bookings]}
 
 
 def _outcome_arrays(decisions: list[Decision], now: datetime) -> dict:

@@ -12,21 +12,28 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, func, insert, or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from booking.representations import BookingOut, RequestOut, present_booking, present_request
+from booking.representations import (
+    BookingOut,
+    HoldOut,
+    RequestOut,
+    present_booking,
+    present_hold,
+    present_request,
+)
 from booking.services.requests import load_series
 from models import Booking, BookingRequest, WebhookDelivery, WebhookEndpoint
 
 BOOKING_EVENTS = {"create": "booking.confirmed", "reschedule": "booking.rescheduled",
                   "cancel": "booking.cancelled", "confirm_booking": "booking.confirmed",
-                  "decline_booking": "booking.declined"}
+                  "decline_booking": "booking.declined", "confirm": "booking.confirmed"}
 
 
 def booking_event(request: BookingRequest) -> str | None:
     """The booking.* event a decided request makes: none unless it succeeded; a create
     whose service waits for the host makes `booking.pending`."""
-    if request.status != "succeeded":
-        return None
-    if request.kind == "create" and request.booking is not None and request.booking.status == "pending":
+    if request.status != "succeeded" or request.kind not in BOOKING_EVENTS:
+        return None  # a hold, or a hold released: no booking changed
+    if request.kind in ("create", "confirm") and request.booking.status == "pending":
         return "booking.pending"
     return BOOKING_EVENTS[request.kind]
 
@@ -107,3 +114,35 @@ def render_payload(request: BookingRequest, event: str, booking: Booking | None 
         data = RequestOut().dump(present_request(request))
     return json.dumps({"type": event, "timestamp": datetime.now(UTC).isoformat(), "data": data},
                       separators=(",", ":"))
+
+
+HOLD_EXPIRED = "hold.expired"
+HOLD_REQUEST = (select(BookingRequest.id).where(BookingRequest.booking_id == Booking.id,
+                                                BookingRequest.kind == "hold")
+                .correlate(Booking).scalar_subquery())
+
+
+def write_hold_events(conn: Connection, hold_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Queue `hold.expired` for these just-expired holds, to the endpoints of the key that
+    holds each one and to admins' all-clients endpoints. Returns delivery ids. Each
+    delivery names the request that made the hold."""
+    with Session(bind=conn) as session:
+        expired = session.execute(select(Booking, HOLD_REQUEST).options(joinedload(Booking.provider))
+                                  .where(Booking.id.in_(hold_ids))).all()
+        endpoints = _endpoints_for(session, {hold.api_key_id for hold, _request in expired})
+        deliveries = [_hold_delivery(hold, request_id, endpoint) for hold, request_id in expired
+                      for endpoint in endpoints
+                      if HOLD_EXPIRED in endpoint.events
+                      and (endpoint.all_clients or endpoint.api_key_id == hold.api_key_id)]
+    if deliveries:
+        conn.execute(insert(WebhookDelivery.__table__).values([_columns(d) for d in deliveries]))
+    return [d.id for d in deliveries]
+
+
+def _hold_delivery(hold: Booking, request_id: uuid.UUID, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    payload = json.dumps({"type": HOLD_EXPIRED, "timestamp": datetime.now(UTC).isoformat(),
+                          "data": HoldOut().dump(present_hold(hold))}, separators=(",", ":"))
+    return WebhookDelivery(
+        id=uuid.uuid4(), message_id=f"msg_{uuid.uuid4().hex}", api_key_id=endpoint.api_key_id,
+        request_id=request_id, endpoint_id=endpoint.id, url=endpoint.url, event_type=HOLD_EXPIRED,
+        payload=payload, status="pending", attempt_count=0, next_attempt_at=func.now())

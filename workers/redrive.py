@@ -24,6 +24,7 @@ from booking.config import get_settings
 from booking.db import autocommit
 from booking.messages import send_delivery
 from models import BookingRequest, WebhookDelivery
+from workers.holds import expire_due_holds
 from workers.lease import Lease, provider_lease_key
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def redrive_once() -> int:
     enqueued = redrive_providers(timedelta(seconds=settings.redrive_after_s),
                                  settings.redrive_resend_after_s)
     enqueued += redrive_late_deliveries()
+    expire_due_holds()
     if enqueued:
         log.info("re-drove %d provider queue(s) or webhook deliveries", enqueued)
     return enqueued

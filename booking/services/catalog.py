@@ -21,8 +21,6 @@ from booking.services.errors import Conflict, IfMatch, NotFound
 from booking.services.pagination import oldest_first
 from models import Booking, ProviderService, Service
 
-LIVE_STATUSES = providers.LIVE_STATUSES
-
 
 def create_service(fields: dict[str, Any]) -> Service:
     """A new service; `step_minutes` defaults to its duration (back-to-back starts)."""
@@ -106,6 +104,6 @@ def _claim_offering_calendars(session: Session, service_id: uuid.UUID) -> None:
 
 def _future_bookings(session: Session, service_id: uuid.UUID) -> list[uuid.UUID]:
     return list(session.scalars(
-        select(Booking.id).where(Booking.service_id == service_id, Booking.status.in_(LIVE_STATUSES),
+        select(Booking.id).where(Booking.service_id == service_id, providers.takes_seat_now(),
                                  func.upper(Booking.period) > func.now())
         .order_by(func.lower(Booking.period), Booking.id)))

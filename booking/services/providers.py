@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.orm import Session, selectinload
 
@@ -35,6 +35,13 @@ from models.sessions import Session as RuleSession
 
 STALE_RETRIES = 5
 LIVE_STATUSES = ("pending", "confirmed")  # the bookings that take a seat
+
+
+def takes_seat_now():
+    """Rows that take a seat now: pending and confirmed bookings, and holds before their
+    expiry (a hold past it stops counting at once, before it is written `expired`)."""
+    return or_(Booking.status.in_(LIVE_STATUSES),
+               and_(Booking.status == "held", Booking.expires_at > func.now()))
 
 
 def local_day(day: date, zone: ZoneInfo) -> Interval:
@@ -161,7 +168,7 @@ def _update_provider_once(provider_id, changes, if_match: IfMatch | None) -> Pro
 
 def _future_live(session: Session, provider_id: uuid.UUID) -> list[Booking]:
     return list(session.scalars(
-        select(Booking).where(Booking.provider_id == provider_id, Booking.status.in_(LIVE_STATUSES),
+        select(Booking).where(Booking.provider_id == provider_id, takes_seat_now(),
                               func.upper(Booking.period) > func.now())
         .order_by(func.lower(Booking.period))
     ))
@@ -202,7 +209,7 @@ def _add_time_off_once(provider_id, start, end, reason) -> TimeOff:
         _claim(session, provider)  # first: no booking can be decided into it meanwhile
         clashes = list(session.scalars(
             select(Booking.id).where(Booking.provider_id == provider_id,
-                                     Booking.status.in_(LIVE_STATUSES), Booking.period.overlaps(period))
+                                     takes_seat_now(), Booking.period.overlaps(period))
         ))
         if clashes:
             raise Conflict("The time off overlaps confirmed bookings.",
@@ -271,7 +278,7 @@ def read_calendar(session: Session, provider: Provider, rules: CalendarRules, re
         TimeOff.provider_id == provider.id, TimeOff.period.overlaps(period)))
     taken = session.execute(
         select(SeatSession, select(func.array_agg(Booking.customer_id))
-               .where(Booking.session_id == SeatSession.id, Booking.status.in_(LIVE_STATUSES))
+               .where(Booking.session_id == SeatSession.id, takes_seat_now())
                .scalar_subquery().label("customers"))
         .where(SeatSession.provider_id == provider.id, SeatSession.seats_taken > 0,
                SeatSession.occupied.overlaps(period)))

@@ -26,6 +26,8 @@ from booking.services.errors import Conflict, IfMatch, InvalidInput, NotFound, T
 from booking.services.pagination import decode_cursor, page
 from models import ApiKey, Booking, BookingRequest, Provider
 
+BOOKING_STATUSES = ("pending", "confirmed", "declined", "cancelled")  # the rest are holds
+
 
 def fingerprint(kind: str, target: uuid.UUID, body: dict[str, Any]) -> str:
     """What makes two submissions 'the same request' for Idempotency-Key."""
@@ -76,10 +78,10 @@ WITH provider AS (SELECT id, timezone FROM providers WHERE id = :provider_id),
      turn AS (SELECT {PROVIDER_QUEUE_LOCK}),
      accepted AS (
          INSERT INTO booking_requests (id, kind, provider_id, api_key_id, customer_id, service_id, start,
-                                       recurrence, callback_url, status, idempotency_key,
+                                       recurrence, ttl_seconds, callback_url, status, idempotency_key,
                                        request_fingerprint, created_at)
-         SELECT :id, 'create', provider.id, :api_key_id, :customer_id, CAST(:service_id AS uuid), :start,
-                CAST(:recurrence AS jsonb), :callback_url, 'queued', :idempotency_key,
+         SELECT :id, :kind, provider.id, :api_key_id, :customer_id, CAST(:service_id AS uuid), :start,
+                CAST(:recurrence AS jsonb), :ttl_seconds, :callback_url, 'queued', :idempotency_key,
                 :request_fingerprint, clock_timestamp()
          FROM provider, offer, backlog, turn WHERE offer.ok AND backlog.queued < :cap
          RETURNING seq, created_at)
@@ -104,14 +106,23 @@ def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: 
         body["service_id"] = str(service_id)
     if recurrence is not None:
         body["recurrence"] = recurrence
-    print_ = fingerprint("create", provider_id, body) if idempotency_key else None
+    request = BookingRequest(kind="create", provider_id=provider_id, customer_id=customer_id,
+                             service_id=service_id, start=start, recurrence=recurrence,
+                             callback_url=callback_url)
+    return submit_for_slot(key, request, body, idempotency_key)
+
+
+def submit_for_slot(key: ApiKey, request: BookingRequest, body: dict[str, Any],
+                    idempotency_key: str | None) -> BookingRequest:
+    """Accept a request that names a provider's slot rather than a booking (a create or a
+    hold); `body` is what makes two submissions the same for Idempotency-Key."""
+    print_ = fingerprint(request.kind, request.provider_id, body) if idempotency_key else None
     earlier = _earlier_submission(key, idempotency_key, print_)
     if earlier is not None:
         return earlier
-    request = BookingRequest(id=uuid.uuid4(), kind="create", provider_id=provider_id, api_key_id=key.id,
-                             customer_id=customer_id, service_id=service_id, start=start,
-                             recurrence=recurrence, callback_url=callback_url, status="queued",
-                             idempotency_key=idempotency_key, request_fingerprint=print_)
+    request.id, request.api_key_id, request.status = uuid.uuid4(), key.id, "queued"
+    request.idempotency_key, request.request_fingerprint = idempotency_key, print_
+    provider_id = request.provider_id
     try:
         zone = _insert_create(request)
     except psycopg.errors.IntegrityError as error:
@@ -124,8 +135,8 @@ def submit_create(key: ApiKey, provider_id: uuid.UUID, customer_id: str, start: 
 def _insert_create(request: BookingRequest) -> str:
     """Insert the queued request; the provider's time zone. 422 or 429 if refused."""
     cap = max_queued_per_client()
-    columns = ("id", "provider_id", "api_key_id", "customer_id", "service_id", "start", "callback_url",
-               "idempotency_key", "request_fingerprint")
+    columns = ("id", "kind", "provider_id", "api_key_id", "customer_id", "service_id", "start", "ttl_seconds",
+               "callback_url", "idempotency_key", "request_fingerprint")
     recurrence = json.dumps(request.recurrence) if request.recurrence is not None else None
     with driver_autocommit() as conn:
         zone, service_live, offered, seq, created_at = conn.execute(*driver_query(ACCEPT_CREATE, {
@@ -260,8 +271,10 @@ def _earlier_submission(key: ApiKey, idempotency_key: str | None,
 
 
 def _visible_booking(session: Session, key: ApiKey, booking_id: uuid.UUID) -> Booking:
+    """A booking the key may see (its own, or any for an admin); a hold is no booking."""
     booking = session.get(Booking, booking_id)
-    if booking is None or not (key.is_admin or booking.api_key_id == key.id):
+    if (booking is None or booking.status not in BOOKING_STATUSES
+            or not (key.is_admin or booking.api_key_id == key.id)):
         raise NotFound("No such booking.")
     return booking
 
@@ -358,6 +371,7 @@ def list_bookings(key: ApiKey, filters: dict[str, Any], limit: int,
     start = func.lower(Booking.period)
     query = (select(Booking).options(joinedload(Booking.provider))
              .order_by(start, Booking.id).limit(limit + 1))
+    query = query.where(Booking.status.in_(BOOKING_STATUSES))  # holds are read as holds
     if not key.is_admin:
         query = query.where(Booking.api_key_id == key.id)
     for name in ("provider_id", "customer_id", "status", "series_id"):
