@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from booking.config import hold_max_seconds
 from booking.representations import BookingOut, HoldOut, ReasonOut, RequestOut  # noqa: F401 - part of the API's schemas
 from booking.webhooks import EVENT_TYPES
 from models.calendar import WEEKDAYS, ScheduleError, parse_weekly_schedule
@@ -358,9 +359,11 @@ class HoldIn(Schema):
     start = Instant(required=True)
     service_id = Id(allow_none=True, metadata={
         "description": "A service the provider offers; absent or null: its implicit one."})
-    ttl_seconds = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1), metadata={
-        "description": "How long the hold keeps its seat once decided: default 300, at most "
-                       "BOOKING_HOLD_MAX_SECONDS (default 3600)."})
+    # The bound is the deployment's setting, so the published schema states it exactly.
+    ttl_seconds = fields.Integer(strict=True, allow_none=True,
+                                 validate=validate.Range(1, hold_max_seconds()), metadata={
+        "description": "How long the hold keeps its seat once decided, in seconds: default 300; the "
+                       "maximum is BOOKING_HOLD_MAX_SECONDS (default 3600)."})
     callback_url = CALLBACK_URL
 
 

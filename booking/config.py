@@ -25,7 +25,6 @@ class Settings:
     decide_attempt_spacing_s: float
     db_pool_size: int
     max_queued_per_client: int
-    hold_max_seconds: int
     webhook_retry_schedule: tuple[float, ...] | None  # None: the Standard Webhooks schedule
     webhook_timeout_s: float
     webhook_allow_private: bool
@@ -53,6 +52,12 @@ def _env_seconds_list(name: str) -> tuple[float, ...] | None:
     return tuple(float(part) for part in raw.split(",") if part.strip()) if raw else None
 
 
+def hold_max_seconds() -> int:
+    """The longest hold a client may ask for. Read when the API's schemas are built (at
+    import, so not through the cached settings, which `booking up` fills in later)."""
+    return _env_int("BOOKING_HOLD_MAX_SECONDS", 3600)
+
+
 @cache
 def get_settings() -> Settings:
     return Settings(
@@ -71,7 +76,6 @@ def get_settings() -> Settings:
         decide_attempt_spacing_s=_env_float("BOOKING_DECIDE_ATTEMPT_SPACING", 1.0),
         db_pool_size=_env_int("BOOKING_DB_POOL_SIZE", 10),
         max_queued_per_client=_env_int("BOOKING_MAX_QUEUED_PER_CLIENT", 1000),
-        hold_max_seconds=_env_int("BOOKING_HOLD_MAX_SECONDS", 3600),
         webhook_retry_schedule=_env_seconds_list("BOOKING_WEBHOOK_RETRY_SCHEDULE"),
         webhook_timeout_s=_env_float("BOOKING_WEBHOOK_TIMEOUT", 15.0),
         webhook_allow_private=_env_flag("BOOKING_WEBHOOK_ALLOW_PRIVATE"),
