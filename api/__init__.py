@@ -11,8 +11,10 @@ from werkzeug.exceptions import HTTPException
 
 from api.auth import authenticate_request
 from api.extensions import api
+from api.http_metrics import init_http_metrics
 from api.limits import init_rate_limits
 from api.problems import PROBLEM_MIMETYPE, problem
+from api.request_ids import init_request_ids
 from api.schemas import WHOLE_SCHEMA_RULES, ProblemSchema
 from api.security import init_security, limit_json_depth
 from booking.config import get_settings, require_redis_url
@@ -85,6 +87,8 @@ def register_blueprints(app: Flask) -> None:
         date_overrides,
         health,
         holds,
+        metrics,
+        ops,
         providers,
         services,
         webhooks,
@@ -93,11 +97,13 @@ def register_blueprints(app: Flask) -> None:
     for schema, rules in WHOLE_SCHEMA_RULES.items():  # before any view refers to them
         api.spec.components.schema(schema.__name__, rules, schema=schema)
     for module in (health, providers, date_overrides, services, bookings, holds, booking_requests, api_keys,
-                   webhooks):
+                   webhooks, ops, metrics):
         api.register_blueprint(module.blp)
 
 
 def register_hooks(app: Flask) -> None:
+    init_request_ids(app)  # first: every later hook and log line knows the request's id
+    init_http_metrics(app)
     init_security(app)
     app.before_request(require_json_body)
     app.before_request(limit_json_depth)

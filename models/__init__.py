@@ -166,6 +166,7 @@ class BookingRequest(Base):
     if_match_versions: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))  # If-Match, as named
     recurrence: Mapped[dict[str, Any] | None]  # {"frequency", "interval", "count"} of a series
     ttl_seconds: Mapped[int | None]  # a hold's: how long it keeps its seat once decided
+    request_id: Mapped[str | None] = mapped_column(String(200))  # X-Request-Id, for finding its log lines
     reason_occurrence: Mapped[int | None] = mapped_column(Integer)  # a series' first failing one
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries to decide it
     error_streak: Mapped[int] = mapped_column(Integer, default=0)  # ... ending in the same error
