@@ -12,6 +12,8 @@ import redis
 from dramatiq.brokers.redis import DEFAULT_MAINTENANCE_CHANCE, RedisBroker
 
 from booking import redis_clients
+from booking.heartbeat import Heartbeat
+from booking.metrics import WorkerMetrics
 from booking.supervision import DieWithParent
 
 
@@ -42,6 +44,8 @@ def make_broker() -> RedisBroker:
     broker.add_middleware(WorkerProcessRedis())
     # Here, not with the actors: dramatiq signals process_boot before importing them.
     broker.add_middleware(DieWithParent())
+    broker.add_middleware(WorkerMetrics())
+    broker.add_middleware(Heartbeat())
     return broker
 
 
