@@ -21,7 +21,8 @@ from booking.services.keys import EPOCH_LUA, KEYS_EPOCH
 
 log = logging.getLogger(__name__)
 
-SUBMIT_ENDPOINTS = {"bookings.Bookings", "bookings.Reschedule", "bookings.Cancel"}
+SUBMIT_ENDPOINTS = {"bookings.Bookings", "bookings.Reschedule", "bookings.Cancel", "bookings.Confirm",
+                    "bookings.Decline", "holds.Holds", "holds.ConfirmHold", "holds.ReleaseHold"}
 
 
 @dataclass(frozen=True)

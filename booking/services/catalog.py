@@ -104,6 +104,6 @@ def _claim_offering_calendars(session: Session, service_id: uuid.UUID) -> None:
 
 def _future_bookings(session: Session, service_id: uuid.UUID) -> list[uuid.UUID]:
     return list(session.scalars(
-        select(Booking.id).where(Booking.service_id == service_id, providers.takes_seat_now(),
+        select(Booking.id).where(Booking.service_id == service_id, Booking.status.in_(providers.SEATED),
                                  func.upper(Booking.period) > func.now())
         .order_by(func.lower(Booking.period), Booking.id)))

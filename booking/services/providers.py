@@ -35,11 +35,15 @@ from models.sessions import Session as RuleSession
 
 STALE_RETRIES = 5
 LIVE_STATUSES = ("pending", "confirmed")  # the bookings that take a seat
+# What admin changes must not strand: every booking with a seat, and every hold not yet
+# written `expired`, even one past its expiry (a confirm accepted before that expiry may
+# still be queued, and it will win the seat without re-checking anything).
+SEATED = (*LIVE_STATUSES, "held")
 
 
 def takes_seat_now():
-    """Rows that take a seat now: pending and confirmed bookings, and holds before their
-    expiry (a hold past it stops counting at once, before it is written `expired`)."""
+    """What a listing counts: bookings with a seat, and holds before their expiry (a hold
+    past it stops counting at once for creates accepted from now on)."""
     return or_(Booking.status.in_(LIVE_STATUSES),
                and_(Booking.status == "held", Booking.expires_at > func.now()))
 
@@ -168,7 +172,7 @@ def _update_provider_once(provider_id, changes, if_match: IfMatch | None) -> Pro
 
 def _future_live(session: Session, provider_id: uuid.UUID) -> list[Booking]:
     return list(session.scalars(
-        select(Booking).where(Booking.provider_id == provider_id, takes_seat_now(),
+        select(Booking).where(Booking.provider_id == provider_id, Booking.status.in_(SEATED),
                               func.upper(Booking.period) > func.now())
         .order_by(func.lower(Booking.period))
     ))
@@ -209,7 +213,7 @@ def _add_time_off_once(provider_id, start, end, reason) -> TimeOff:
         _claim(session, provider)  # first: no booking can be decided into it meanwhile
         clashes = list(session.scalars(
             select(Booking.id).where(Booking.provider_id == provider_id,
-                                     takes_seat_now(), Booking.period.overlaps(period))
+                                     Booking.status.in_(SEATED), Booking.period.overlaps(period))
         ))
         if clashes:
             raise Conflict("The time off overlaps confirmed bookings.",

@@ -120,19 +120,22 @@ def upgrade() -> None:
     _replace_check("booking_requests", "booking_requests_kind_check", _in("kind", KINDS + HOLD_KINDS))
     op.execute(take_seats(("pending", "confirmed", "held")))
     _one_seat_per_customer(("pending", "confirmed", "held"))
-    # The periodic expiry finds what is due without reading every booking.
+    # The periodic expiry finds what is due without reading every booking, and names the
+    # request that made each hold in its hold.expired delivery.
     op.execute("CREATE INDEX bookings_held_until ON bookings (expires_at) WHERE status = 'held'")
+    op.execute("CREATE INDEX booking_requests_hold ON booking_requests (booking_id) WHERE kind = 'hold'")
 
 
 def downgrade() -> None:
     op.execute("""
         DO $$
         BEGIN
-            IF EXISTS (SELECT 1 FROM bookings WHERE expires_at IS NOT NULL)
+            IF EXISTS (SELECT 1 FROM bookings WHERE status IN ('held', 'released', 'expired'))
                OR EXISTS (SELECT 1 FROM booking_requests WHERE kind IN ('hold', 'confirm', 'release')) THEN
                 RAISE EXCEPTION 'holds, or requests about holds, cannot be downgraded';
             END IF;
         END $$""")
+    op.execute("DROP INDEX booking_requests_hold")
     op.execute("DROP INDEX bookings_held_until")
     _one_seat_per_customer(("pending", "confirmed"))
     op.execute(take_seats(("pending", "confirmed")))
