@@ -236,9 +236,8 @@ class BatchDecider:
             session = self.calendar.sessions[booking.session_key]
         else:
             session = self.calendar.take_seat(self._service(request), request.start, booking.customer_id)
-        self.bookings[booking.id] = KnownBooking(booking.id, session.appointment, booking.status,
-                                                 booking.version + 1, booking.customer_id,
-                                                 booking.service_id)
+        self.bookings[booking.id] = replace(booking, interval=session.appointment,
+                                            version=booking.version + 1)
         return Decision(request.id, None, booking.id, ("move", session.appointment), booking.version,
                         session)
 
@@ -248,9 +247,7 @@ class BatchDecider:
         if rejection:
             return Decision(request.id, rejection, request.booking_id)
         self.calendar.free_seat(booking.session_key, booking.customer_id)
-        self.bookings[booking.id] = KnownBooking(booking.id, booking.interval, "cancelled",
-                                                 booking.version + 1, booking.customer_id,
-                                                 booking.service_id)
+        self.bookings[booking.id] = replace(booking, status="cancelled", version=booking.version + 1)
         return Decision(request.id, None, booking.id, ("cancel", None), booking.version)
 
     def _host_decision(self, request: PendingRequest) -> Decision:
@@ -266,8 +263,7 @@ class BatchDecider:
         status = HOST_DECISIONS[request.kind]
         if status == "declined":
             self.calendar.free_seat(booking.session_key, booking.customer_id)
-        self.bookings[booking.id] = KnownBooking(booking.id, booking.interval, status, booking.version + 1,
-                                                 booking.customer_id, booking.service_id)
+        self.bookings[booking.id] = replace(booking, status=status, version=booking.version + 1)
         return Decision(request.id, None, booking.id, (request.kind, None), booking.version, status=status)
 
     @staticmethod

@@ -1,13 +1,25 @@
 """An independent, sequential model of design §8's scheduling rules (services, buffers,
-seats, limits, date overrides, host confirmation, series), and Hypothesis strategies
-for the scenarios it judges.
+seats, limits, date overrides, host confirmation, series, holds), and Hypothesis
+strategies for the scenarios it judges.
 
 It knows nothing of models.calendar, models.sessions or models.decisions: it works on
 wall-clock minutes in a provider's zone (zoneinfo) and on instants, keeps only the
 bookings, and replays requests one by one, first come, first served. A session's
-seats are the bookings that take one (pending or confirmed) at that service and
-start; "occupied" intervals are recomputed from the service's shape (services do
-not change within a scenario).
+seats are the bookings that take one (pending or confirmed, and live holds) at that
+service and start; "occupied" intervals are recomputed from the service's shape
+(services do not change within a scenario).
+
+The clock is part of the model: every request is judged at its acceptance time
+(`accepted_at`) and its decision time (`now`). A hold is judged as a create is; its
+expiry is an input, its decision time + its ttl. It is live (takes its seat) for every
+request accepted strictly before that expiry, and for one accepted at or after it the
+seat is free. A confirm of a hold still held and live at the confirm's acceptance
+makes it a booking (pending or confirmed as its service says; its seat kept, nothing
+checked again), a release gives its seat back; at or after the expiry both are
+hold_expired, and after a confirm or a release, hold_not_active. A hold is no booking
+until confirmed: a booking change naming it is booking_not_found. A confirm or
+release of a hold that was refused names nothing (the API answers 404, the decider
+never sees it): NO_SUCH_HOLD.
 
 Host confirmation: a service with `requires_confirmation` makes pending bookings;
 the host's confirm_booking / decline_booking turns a pending one confirmed or
@@ -30,7 +42,7 @@ exercised; tests/integration/test_series.py covers a series across a clock chang
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -38,6 +50,7 @@ from hypothesis import strategies as st
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 Hours = tuple[tuple[int, int], ...]  # working intervals as (start, end) minutes of the local day
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -148,34 +161,49 @@ class Recurrence:
 
 
 HOST_DECISIONS = {"confirm_booking": "confirmed", "decline_booking": "declined"}  # kind -> new status
+HOLD_OUTCOMES = ("confirm", "release")  # what a client does with its hold
+HOLD_STATUSES = ("held", "released", "expired")  # a hold's, before it is confirmed into a booking
+DEFAULT_HOLD_TTL = 300  # seconds, when a hold names none
+NO_SUCH_HOLD = "no such hold"  # a confirm or release of a refused hold: not a reason code (404)
 
 
 @dataclass(frozen=True)
 class RequestSpec:
-    kind: str  # create | reschedule | cancel | confirm_booking | decline_booking
+    kind: str  # create | reschedule | cancel | confirm_booking | decline_booking | hold | confirm | release
     start: datetime | None = None
-    service: int = 0  # index into the scenario's services (creates)
+    service: int = 0  # index into the scenario's services (creates and holds)
     customer: str = ""
-    target: int | None = None  # index of the create whose booking it changes
+    target: int | None = None  # index of the create whose booking it changes, or of the hold it ends
     occurrence: int = 0  # which of that create's bookings (a series makes several)
-    pick: int | None = None  # instead of target: one of the bookings the model holds (booking_key)
+    pick: int | None = None  # instead of target: one of the bookings (or holds) the model holds
     recurrence: Recurrence | None = None  # a create of a series
+    ttl: int | None = None  # a hold's seconds once decided (None: DEFAULT_HOLD_TTL, and none sent)
+    pause: float = 0  # seconds the client waits before submitting it, so that holds expire meanwhile
 
 
-BookingKey = tuple[int, int]  # (index of the create that made it, its occurrence: 0 unless a series)
+BookingKey = tuple[int, int]  # (index of the create or hold that made it, its occurrence: 0 unless a series)
 
 
 @dataclass
 class Booking:
+    """A booking, or a hold (which has an expiry, kept once it is confirmed into a booking)."""
+
     service: ServiceSpec
     customer: str
     start: datetime
-    status: str  # pending | confirmed | declined | cancelled
+    status: str  # pending | confirmed | declined | cancelled, or a hold's: held | released
     series: int | None = None  # the index of the create of its series, if any
+    expires_at: datetime | None = None  # a hold's
 
-    @property
-    def takes_seat(self) -> bool:
-        return self.status in ("pending", "confirmed")
+    def status_at(self, instant: datetime) -> str:
+        """Its status for a request accepted at `instant`: a hold still held is expired
+        from its expiry on."""
+        if self.status == "held" and self.expires_at <= instant:
+            return "expired"
+        return self.status
+
+    def takes_seat_at(self, instant: datetime) -> bool:
+        return self.status_at(instant) in ("pending", "confirmed", "held")
 
 
 def occurrence_label(code: str, index: int | None) -> str:
@@ -201,9 +229,13 @@ class SchedulingModel:
         of the occurrence refused: see occurrence_label), or None when it succeeds."""
         if request.kind == "create":
             return self.create(index, request, services[request.service], accepted_at, now)
+        if request.kind == "hold":
+            return self.hold(index, request, services[request.service], accepted_at, now)
+        if request.kind in HOLD_OUTCOMES:
+            return self.end_hold(request, accepted_at)
         booking = self.bookings.get(self.booking_key(request))
-        if booking is None:
-            return "booking_not_found"
+        if booking is None or booking.status_at(accepted_at) in HOLD_STATUSES:
+            return "booking_not_found"  # a hold is no booking until it is confirmed
         if request.kind in HOST_DECISIONS:
             if booking.status != "pending":
                 return "booking_not_pending"
@@ -234,6 +266,17 @@ class SchedulingModel:
                 keys = [key for key in keys if self.bookings[key].status == "pending"] or keys
         return keys[request.pick % len(keys)]
 
+    def hold_key(self, request: RequestSpec) -> BookingKey:
+        """The hold a confirm or release names: its target's, or (a pick) one of the holds
+        made so far, whatever became of them; for half the picks, one still held (or
+        expired since) if there is one."""
+        holds = sorted(key for key, booking in self.bookings.items() if booking.expires_at is not None)
+        if request.pick is None or not holds:
+            return request.target, 0
+        if request.pick % 2 == 0:
+            holds = [key for key in holds if self.bookings[key].status == "held"] or holds
+        return holds[request.pick % len(holds)]
+
     def create(self, index: int, request: RequestSpec, service: ServiceSpec, accepted_at: datetime,
                now: datetime) -> str | None:
         """One booking, or a series' bookings: all of them, or none."""
@@ -247,6 +290,33 @@ class SchedulingModel:
                     del self.bookings[index, earlier]
                 return occurrence_label(refusal, None if series is None else occurrence)
             self.bookings[index, occurrence] = Booking(service, request.customer, start, status, series)
+        return None
+
+    def hold(self, index: int, request: RequestSpec, service: ServiceSpec, accepted_at: datetime,
+             now: datetime) -> str | None:
+        """A seat judged as a create's, kept until its decision time + its ttl."""
+        refusal = self.refusal(service, request.customer, request.start, accepted_at, now)
+        if refusal is None:
+            ttl = DEFAULT_HOLD_TTL if request.ttl is None else request.ttl
+            self.bookings[index, 0] = Booking(service, request.customer, request.start, "held",
+                                              expires_at=now + ttl * SECOND)
+        return refusal
+
+    def end_hold(self, request: RequestSpec, accepted_at: datetime) -> str | None:
+        """A confirm (the hold becomes a booking in its seat) or a release (the seat is
+        freed) of a hold still live at this acceptance, however late it is decided."""
+        hold = self.bookings.get(self.hold_key(request))
+        if hold is None:
+            return NO_SUCH_HOLD
+        status = hold.status_at(accepted_at)
+        if status == "expired":
+            return "hold_expired"
+        if status != "held":
+            return "hold_not_active"
+        if request.kind == "release":
+            hold.status = "released"
+        else:
+            hold.status = "pending" if hold.service.requires_confirmation else "confirmed"
         return None
 
     def occurrences(self, request: RequestSpec) -> list[datetime | None]:
@@ -263,8 +333,9 @@ class SchedulingModel:
     def refusal(self, service: ServiceSpec, customer: str | None, start: datetime,
                 accepted_at: datetime, now: datetime, moving: Booking | None = None) -> str | None:
         """Why `customer` cannot take a seat of `service` at `start`; `moving`, a booking
-        that leaves its own seat first. Checked in the implemented order."""
-        others = [b for b in self.bookings.values() if b.takes_seat and b is not moving]
+        that leaves its own seat first. Checked in the implemented order; the seats
+        taken are those of bookings and of holds live at `accepted_at`."""
+        others = [b for b in self.bookings.values() if b.takes_seat_at(accepted_at) and b is not moving]
         if not service.offered:
             return "service_not_offered"
         return (self.timing_refusal(start, accepted_at, now)
@@ -317,10 +388,12 @@ class SchedulingModel:
             return "limit_reached (weekly)"
         return None
 
-    def seats_left(self, service: ServiceSpec, start: datetime) -> int:
-        """How many more creates could take a seat at `start` (a listing's `remaining`):
-        the session's free seats, but no more than the day's and week's limits leave."""
-        live = [b for b in self.bookings.values() if b.takes_seat and b.service.name == service.name]
+    def seats_left(self, service: ServiceSpec, start: datetime, now: datetime) -> int:
+        """How many more creates could take a seat at `start` (a listing's `remaining`,
+        read `now`): the session's free seats, but no more than the day's and week's
+        limits leave."""
+        live = [b for b in self.bookings.values()
+                if b.takes_seat_at(now) and b.service.name == service.name]
         seats = service.capacity - sum(b.start == start for b in live)
         day = self.provider.local_date(start)
         if service.daily_limit is not None:
@@ -336,7 +409,7 @@ class SchedulingModel:
                     now: datetime) -> dict[datetime, int]:
         """Every grid start on `days` that a fresh customer's create accepted `now`
         would win, with the seats left there."""
-        return {start: self.seats_left(service, start)
+        return {start: self.seats_left(service, start, now)
                 for day in days for start in grid_starts(self.provider, service, day)
                 if self.refusal(service, None, start, now, now) is None}
 
@@ -422,34 +495,84 @@ def recurrences() -> st.SearchStrategy[Recurrence]:
                      st.integers(2, 4))
 
 
+def next_kinds(requests: Sequence[RequestSpec]) -> list[str]:
+    """What may come next: a create or a hold; a change once there is a create to name;
+    a confirm or a release once there is a hold to name."""
+    kinds = ["create"] * 6 + ["hold"] * 3
+    if any(request.kind == "create" for request in requests):
+        kinds += ["reschedule", "cancel", *HOST_DECISIONS] * 2
+    if any(request.kind == "hold" for request in requests):
+        kinds += ["confirm"] * 3 + ["release"] * 2
+    return kinds
+
+
+@st.composite
+def pauses(draw, kind: str, requests: Sequence[RequestSpec]) -> float:
+    """Now and then, once a hold was asked for, the client waits up to two seconds
+    before its next request, most often before a confirm or release (three seconds in
+    all at most: the e2e test really waits)."""
+    waited = sum(request.pause for request in requests)
+    if waited >= 3 or all(request.kind != "hold" for request in requests) or \
+            draw(st.integers(0, 1 if kind in HOLD_OUTCOMES else 5)):
+        return 0
+    return min(3 - waited, draw(st.sampled_from([0.5, 1, 2])))
+
+
+@st.composite
+def booking_changes(draw, kind: str, start: datetime, requests: Sequence[RequestSpec],
+                    all_services: Sequence[ServiceSpec]) -> RequestSpec:
+    """A reschedule (to `start`), a cancel or the host's word, naming a create's booking
+    or (most) picking one of the bookings that exist when it is made."""
+    creates = [i for i, r in enumerate(requests) if r.kind == "create"]
+    waiting = [i for i in creates if all_services[requests[i].service].requires_confirmation]
+    target = draw(st.sampled_from(waiting if kind in HOST_DECISIONS and waiting else creates))
+    recurrence = requests[target].recurrence
+    occurrence = draw(st.integers(0, recurrence.count - 1)) if recurrence else 0
+    pick = draw(st.integers(0, 99)) if draw(st.integers(0, 3)) < 3 else None
+    return RequestSpec(kind, start if kind == "reschedule" else None, target=target, occurrence=occurrence,
+                       pick=pick)
+
+
+@st.composite
+def hold_outcomes(draw, kind: str, requests: Sequence[RequestSpec]) -> RequestSpec:
+    """A confirm or release naming a hold, or (most) picking one of the holds that exist
+    when it is made (see SchedulingModel.hold_key). A pick's target is the latest hold
+    asked for: the last one it can pick, and the one named if none exists."""
+    holds = [i for i, r in enumerate(requests) if r.kind == "hold"]
+    if draw(st.integers(0, 3)) < 3:
+        return RequestSpec(kind, target=holds[-1], pick=draw(st.integers(0, 99)))
+    return RequestSpec(kind, target=draw(st.sampled_from(holds)))
+
+
 @st.composite
 def request_sequences(draw, pools: list[list[datetime]],
                       all_services: Sequence[ServiceSpec]) -> list[RequestSpec]:
-    """Creates (a third of them series), and changes of earlier creates' bookings:
-    reschedules, cancels, and the host's confirms and declines. Most changes pick one of
-    the bookings that exist when they are made (see SchedulingModel.booking_key); the
-    rest name a create (which may have failed) and one of its occurrences."""
+    """Creates (a third of them series) and holds (of one to three seconds, or the
+    default); changes of earlier creates' bookings: reschedules, cancels, and the host's
+    confirms and declines; confirms and releases of earlier holds. Most changes pick one
+    of the bookings (or holds) that exist when they are made (see
+    SchedulingModel.booking_key); the rest name a create (which may have failed) and one
+    of its occurrences. Pauses let holds expire before later requests."""
     everywhere = [start for pool in pools for start in pool]
     requests: list[RequestSpec] = []
     for _ in range(draw(st.integers(1, 18))):
-        creates = [i for i, r in enumerate(requests) if r.kind == "create"]
-        kind = draw(st.sampled_from(["create"] * 6 + ["reschedule", "cancel", *HOST_DECISIONS] * 2)) \
-            if creates else "create"
+        kind = draw(st.sampled_from(next_kinds(requests)))
+        pause = draw(pauses(kind, requests))
         service = draw(st.integers(0, len(pools) - 1))
         own = pools[service] if pools[service] and draw(st.integers(0, 9)) < 8 else everywhere
         start = draw(st.sampled_from(own))
         if kind == "create":
             recurrence = draw(recurrences()) if draw(st.integers(0, 2)) == 2 else None
-            requests.append(RequestSpec("create", start, service, draw(st.sampled_from(CUSTOMERS)),
-                                        recurrence=recurrence))
-            continue
-        waiting = [i for i in creates if all_services[requests[i].service].requires_confirmation]
-        target = draw(st.sampled_from(waiting if kind in HOST_DECISIONS and waiting else creates))
-        recurrence = requests[target].recurrence
-        occurrence = draw(st.integers(0, recurrence.count - 1)) if recurrence else 0
-        pick = draw(st.integers(0, 99)) if draw(st.integers(0, 3)) < 3 else None
-        requests.append(RequestSpec(kind, start if kind == "reschedule" else None, target=target,
-                                    occurrence=occurrence, pick=pick))
+            request = RequestSpec("create", start, service, draw(st.sampled_from(CUSTOMERS)),
+                                  recurrence=recurrence)
+        elif kind == "hold":
+            request = RequestSpec("hold", start, service, draw(st.sampled_from(CUSTOMERS)),
+                                  ttl=draw(st.sampled_from([1, 2, 3, None])))
+        elif kind in HOLD_OUTCOMES:
+            request = draw(hold_outcomes(kind, requests))
+        else:
+            request = draw(booking_changes(kind, start, requests, all_services))
+        requests.append(replace(request, pause=pause))
     return requests
 
 
@@ -477,12 +600,18 @@ def scenarios(draw, first_days: st.SearchStrategy[date], day_count: int = 8) -> 
 
 
 def showcase(first: date) -> Scenario:
-    """A scenario that meets host confirmation and series every run (random ones meet
-    some of this in only a few of the examples): pending bookings confirmed, declined
-    (the seat then taken again) and asked to change after that; a series refused by its
-    own weekly limit at its third occurrence, a shorter one booked, then the limit; a
-    weekly series booked and one occurrence of it cancelled. The comments say what the
-    model decides when judged on the day after `first`."""
+    """A scenario that meets host confirmation, series and holds every run (random ones
+    meet some of this in only a few of the examples): pending bookings confirmed,
+    declined (the seat then taken again) and asked to change after that; a series
+    refused by its own weekly limit at its third occurrence, a shorter one booked, then
+    the limit; a weekly series booked and one occurrence of it cancelled; holds that
+    keep their seat, are confirmed (the booking then cancelled, or confirmed by the
+    host), released (the seat then taken), expire before a create takes their seat and
+    before a confirm or release. The comments say what the model decides when judged on
+    the day after `first`, each request a decision of its own half a second after the
+    one before (the last one decided five seconds late): times that hit expiries
+    exactly (see SHOWCASE in tests/unit/test_scheduling_properties.py). Over HTTP the
+    holds' outcomes depend on how fast the decisions come."""
     provider = ProviderSpec(UTC_ZONE, 60, dict.fromkeys(WEEKDAYS, ((9 * 60, 17 * 60),)), {}, 0, 30)
     confirming = ServiceSpec("service 0", 60, 60, requires_confirmation=True)
     limited = ServiceSpec("service 1", 30, 30, capacity=2, weekly_limit=2)
@@ -508,6 +637,41 @@ def showcase(first: date) -> Scenario:
         RequestSpec("create", at(monday + timedelta(days=2), 11), 1, "bob"),  # limit_reached (weekly)
         RequestSpec("create", at(day, 14), 2, "cyd", recurrence=Recurrence("weekly", 1, 3)),  # 13: booked
         RequestSpec("cancel", target=13, occurrence=1),
+        *held_showcase(provider, day + timedelta(days=2)),
     )
     days = tuple(first + timedelta(days=i) for i in range(8))
     return Scenario(provider, (confirming, limited, provider.implicit_service()), (), days, requests)
+
+
+def held_showcase(provider: ProviderSpec, day: date) -> tuple[RequestSpec, ...]:
+    """The holds of the showcase, from its request 15 on, on `day`: of the implicit
+    service (index 2) unless it says service 0 (which needs the host's word). Not at
+    11:00, where the limited series may be that day."""
+
+    def at(hour: int) -> datetime:
+        return provider.wall(day, hour * 60)
+
+    return (
+        RequestSpec("hold", at(9), 2, "ann", ttl=2),  # 15: held
+        RequestSpec("create", at(9), 2, "bob"),  # slot_unavailable: the hold has the seat
+        RequestSpec("confirm", target=15),  # a confirmed booking, with the hold's id
+        RequestSpec("release", target=15),  # hold_not_active
+        RequestSpec("cancel", target=15),  # the booking it became, cancelled
+        RequestSpec("hold", at(16), 2, "cyd", ttl=1),  # 20: held
+        RequestSpec("create", at(16), 2, "ann", pause=2),  # booked: the hold expired first
+        RequestSpec("confirm", target=20),  # hold_expired
+        RequestSpec("release", target=20),  # hold_expired
+        RequestSpec("hold", at(13), 0, "bob"),  # 24: held for the default ttl
+        RequestSpec("confirm", target=24),  # pending: service 0 needs the host's word
+        RequestSpec("confirm_booking", target=24),  # confirmed
+        RequestSpec("hold", at(15), 2, "ann", ttl=3),  # 27: held
+        RequestSpec("release", target=27),  # released
+        RequestSpec("confirm", target=27),  # hold_not_active
+        RequestSpec("create", at(15), 2, "bob"),  # booked, in the seat released
+        RequestSpec("hold", at(10), 2, "ann", ttl=1),  # 31: held
+        RequestSpec("confirm", target=31, pause=0.5),  # hold_expired: accepted at its expiry
+        RequestSpec("hold", at(12), 2, "bob", ttl=1),  # 33: held
+        RequestSpec("create", at(12), 2, "cyd", pause=0.5),  # booked: accepted at the hold's expiry
+        RequestSpec("hold", at(14), 2, "cyd", ttl=1),  # 35: held
+        RequestSpec("confirm", target=35),  # confirmed: accepted in time, decided after the expiry
+    )
