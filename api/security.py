@@ -14,6 +14,11 @@ CORS_METHODS = "GET, POST, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-Match"
 EXPOSED_HEADERS = ("Location, ETag, Retry-After, RateLimit-Limit, RateLimit-Remaining, "
                    "RateLimit-Reset")
+API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+# The /ops page (api/resources/ops.py): its own script and stylesheet, calls to this
+# API, nothing inline, nothing from elsewhere; no form may send the key anywhere.
+OPS_PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                   "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def init_security(app: Flask) -> None:
@@ -35,8 +40,10 @@ def harden(response: Response) -> Response:
     headers["X-Frame-Options"] = "DENY"
     if request.path.startswith("/v1/"):
         headers["Cache-Control"] = "no-store"
-    if not request.path.startswith("/docs"):
-        headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
+    if request.path == "/ops" or request.path.startswith("/ops/"):
+        headers["Content-Security-Policy"] = OPS_PAGE_POLICY
+    elif not request.path.startswith("/docs"):
+        headers["Content-Security-Policy"] = API_POLICY
     _allow_listed_origin(response)
     return response
 

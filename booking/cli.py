@@ -1,4 +1,4 @@
-"""`booking`: run the whole service, migrate, and manage API keys.
+"""`booking`: run the whole service, migrate, manage API keys, and show its status.
 
 Without DATABASE_URL / REDIS_URL, every command uses the embedded stack kept under
 BOOKING_HOME (started if it is not running, stopped again by whoever started it)."""
@@ -21,6 +21,8 @@ from booking.db import REPO_ROOT
 from booking.secrets import ensure_local_secret_key
 
 log = logging.getLogger("booking")
+
+LOG_FORMAT_UP = "text"  # what `booking up` (`make run`) logs in unless LOG_FORMAT says otherwise
 
 
 @contextlib.contextmanager
@@ -70,6 +72,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         prepare_database()
         env = {**os.environ, **urls, "PORT": port,
                "BIND_HOST": os.environ.get("BIND_HOST", "127.0.0.1"),
+               # for the person at the terminal, where honcho interleaves the processes'
+               # lines under its own prefixes; LOG_FORMAT=json when a machine reads them
+               "LOG_FORMAT": os.environ.get("LOG_FORMAT") or LOG_FORMAT_UP,
                # the Procfile's gunicorn and dramatiq are the ones installed beside us
                "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
         print_banner(port)
@@ -149,6 +154,22 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import sqlalchemy.exc
+
+    from booking.services.ops import OpsSummaryOut, ops_summary
+    from booking.status import describe, summary_urls
+
+    try:
+        with summary_urls():
+            summary = OpsSummaryOut().dump(ops_summary())
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        print(f"booking: cannot read the summary from PostgreSQL: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2) if args.json else describe(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="booking", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--role", required=True, choices=["admin", "client"])
     create.set_defaults(func=cmd_keys_create)
+    status = commands.add_parser("status", help="queue, decisions, latency, workers and webhooks, now")
+    status.add_argument("--json", action="store_true", help="as GET /v1/ops/summary answers it")
+    status.set_defaults(func=cmd_status)
     return parser
 
 
