@@ -17,6 +17,7 @@ them."""
 import os
 import resource
 
+from booking import logging_setup
 from booking.config import get_settings
 
 bind = f"{get_settings().bind_host}:{get_settings().port}"
@@ -32,8 +33,12 @@ graceful_timeout = 20
 # can reuse a connection at the instant the server closes it and see a reset.
 keepalive = 75
 accesslog = "-"
-# method and path only: a query string can carry whatever a client put there, secrets included
-access_log_format = '%(h)s %(p)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'  # %(p)s: the worker's <pid>
+# method and path only: a query string can carry whatever a client put there, secrets included;
+# and the request's X-Request-Id, as the app answered it
+access_log_format = '%(h)s %(p)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss %({x-request-id}o)s'  # %(p)s: <pid>
+# Every line, the master's, the workers', the app's and the access log's, one JSON object
+# (LOG_FORMAT=text: for people); see booking.logging_setup.
+logconfig_dict = logging_setup.gunicorn_logconfig()
 # gunicorn's control socket defaults to one path per user; several servers on one
 # host (tests, benchmarks, `make run`) would fight over it, and we never use it.
 control_socket_disable = True
@@ -54,6 +59,21 @@ def _allow_open_files(needed: int) -> None:
 
 
 _allow_open_files(2 * worker_connections + 1024)
+
+
+def on_starting(server):
+    """The master, before it forks a worker: warnings and threads' uncaught exceptions
+    are logged as lines (the workers inherit it)."""
+    logging_setup.apply_process_policy()
+
+
+def child_exit(server, worker):
+    """The master, when a worker has exited: its live gauges (prometheus_client's
+    multiprocess mode, see booking.metrics) go with it; its counters stay in the sums."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess  # imports nothing of the app (see above)
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):

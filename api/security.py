@@ -13,7 +13,7 @@ MAX_JSON_DEPTH = 32
 CORS_METHODS = "GET, POST, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-Match"
 EXPOSED_HEADERS = ("Location, ETag, Retry-After, RateLimit-Limit, RateLimit-Remaining, "
-                   "RateLimit-Reset")
+                   "RateLimit-Reset, X-Request-Id")
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 # The /ops page (api/resources/ops.py): its own script and stylesheet, calls to this
 # API, nothing inline, nothing from elsewhere; no form may send the key anywhere.

@@ -277,7 +277,7 @@ class bench_environment:
     def __enter__(self):
         from booking.config import get_settings
         from booking.db import get_engine, migrate
-        from booking.stack import EmbeddedStack
+        from booking.stack import EmbeddedStack, fresh_metrics_dir
 
         self.tmp = tempfile.TemporaryDirectory(prefix="booking-bench-")
         home = Path(self.tmp.name)
@@ -287,6 +287,8 @@ class bench_environment:
             self.stack.start()
             os.environ.update(DATABASE_URL=self.stack.postgres.url, REDIS_URL=self.stack.redis.url)
         os.environ.setdefault("BOOKING_SECRET_KEY", "benchmark-only")
+        # Metrics as production writes them: every process into one shared directory.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_metrics_dir(home / "metrics"))
         os.environ.update(BOOKING_RATE_LIMIT_SUBMIT="1000000/second",
                           BOOKING_RATE_LIMIT_READ="1000000/second",
                           BOOKING_MAX_QUEUED_PER_CLIENT="1000000")

@@ -11,7 +11,7 @@ import dramatiq
 import redis
 from dramatiq.brokers.redis import DEFAULT_MAINTENANCE_CHANCE, RedisBroker
 
-from booking import redis_clients
+from booking import logging_setup, redis_clients
 from booking.heartbeat import Heartbeat
 from booking.metrics import WorkerMetrics
 from booking.supervision import DieWithParent
@@ -26,6 +26,14 @@ class WorkerProcessRedis(dramatiq.Middleware):
         use_client(broker, redis_clients.make_client(redis_clients.CONSUMER))
         # Workers recover dead workers' messages; see make_broker for why only they do.
         broker.maintenance_chance = DEFAULT_MAINTENANCE_CHANCE
+
+
+class WorkerProcessLogging(dramatiq.Middleware):
+    """In a worker process: its lines in LOG_FORMAT (JSON by default) instead of the
+    format dramatiq's CLI gave it, from process boot on (before any actor is imported)."""
+
+    def after_process_boot(self, broker):
+        logging_setup.configure_dramatiq_worker_process()
 
 
 def use_client(broker: RedisBroker, client: redis.Redis) -> None:
@@ -46,6 +54,9 @@ def make_broker() -> RedisBroker:
     broker.add_middleware(DieWithParent())
     broker.add_middleware(WorkerMetrics())
     broker.add_middleware(Heartbeat())
+    # Last: Dramatiq signals after_process_boot to the last middleware first, and every
+    # other one's boot lines are to be in our format too.
+    broker.add_middleware(WorkerProcessLogging())
     return broker
 
 

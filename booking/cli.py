@@ -15,10 +15,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from booking.config import get_settings
 from booking.db import REPO_ROOT
 from booking.secrets import ensure_local_secret_key
+from booking.stack import fresh_metrics_dir
 
 log = logging.getLogger("booking")
 
@@ -75,6 +77,9 @@ def cmd_up(args: argparse.Namespace) -> int:
                # for the person at the terminal, where honcho interleaves the processes'
                # lines under its own prefixes; LOG_FORMAT=json when a machine reads them
                "LOG_FORMAT": os.environ.get("LOG_FORMAT") or LOG_FORMAT_UP,
+               # every process writes its metrics here and any web process serves their sum
+               "PROMETHEUS_MULTIPROC_DIR": (os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+                                            or str(get_settings().home / "metrics")),
                # the Procfile's gunicorn and dramatiq are the ones installed beside us
                "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
         print_banner(port)
@@ -110,6 +115,7 @@ def run_procfile(env: dict[str, str], port: str) -> int:
     quick_exits = 0
     while not stopping:
         started = time.monotonic()
+        fresh_metrics_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))  # each start's processes alone
         running[:] = [subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f",
                                         str(REPO_ROOT / "Procfile"), "-d", str(REPO_ROOT), "-p", port],
                                        env=env)]

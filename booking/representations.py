@@ -89,6 +89,7 @@ def present_request(request: BookingRequest) -> dict:
         "recurrence": request.recurrence,
         "bookings": [present_booking(b) for b in series] if series else None,
         "created_at": local(request.created_at, zone), "decided_at": local(request.decided_at, zone),
+        "request_id": request.request_id,
     }
 
 
@@ -180,3 +181,6 @@ class RequestOut(Schema):
         "description": "A succeeded series: each occurrence's booking, in order; else null."})
     created_at = fields.DateTime(format="iso")
     decided_at = fields.DateTime(format="iso", allow_none=True)
+    request_id = fields.String(allow_none=True, metadata={
+        "description": "The X-Request-Id the request was accepted under (the client's, or one made): "
+                       "the web's, the workers' and the webhook sender's log lines about it carry it."})

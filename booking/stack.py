@@ -223,3 +223,14 @@ class EmbeddedStack:
         self.home.mkdir(parents=True, exist_ok=True)
         ports = {"postgres": self.postgres.port, "redis": self.redis.port}
         self._state_file().write_text(json.dumps(ports))
+
+
+def fresh_metrics_dir(directory: Path) -> Path:
+    """`directory`, made and emptied, for the processes about to start to write their
+    metrics into (PROMETHEUS_MULTIPROC_DIR, see booking.metrics): an earlier run's files
+    would be summed with this run's, and a process given an earlier one's pid would
+    carry on from its numbers."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return directory

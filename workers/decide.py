@@ -24,10 +24,11 @@ from sqlalchemy import Connection, bindparam, exists, func, or_, select, text, u
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from booking import notify
+from booking import metrics, notify
 from booking.config import get_settings
 from booking.db import driver_query, get_engine
 from booking.fence import StaleCalendar, claim_calendar
+from booking.logging_setup import about_request
 from models import Booking, BookingRequest, Provider, ProviderService, Service, WebhookEndpoint
 from models.calendar import CalendarRules, Interval, Recurrence, ServiceRules, occurrence_starts
 from models.decisions import BatchDecider, Decision, KnownBooking, PendingRequest
@@ -182,9 +183,37 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
             deliveries = write_outbox(conn, [row.id for row in snapshot.rows])
         if decider.expired:
             deliveries += write_hold_events(conn, [hold.id for hold in decider.expired])
+    _log_decided(provider_id, snapshot.rows, decisions)
+    metrics.count_decisions(_decided(snapshot.rows, decisions, snapshot.now))
     notify.publish_decisions(row.id for row in snapshot.rows)
     notify.enqueue_deliveries(deliveries)
     return len(snapshot.rows)
+
+
+def _log_decided(provider_id: uuid.UUID, rows, decisions: list[Decision]) -> None:
+    """One line per request decided (once committed), carrying its X-Request-Id."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    row_by_id = {row.id: row for row in rows}
+    for decision in decisions:
+        row = row_by_id[decision.request_id]
+        status, reason = ("succeeded", None) if decision.rejection is None else ("rejected",
+                                                                                decision.rejection.code)
+        log.info("request %s (%s) %s%s", row.id, row.kind, status, f": {reason}" if reason else "",
+                 extra={"request_id": row.request_id, "booking_request_id": str(row.id), "kind": row.kind,
+                        "status": status, "reason": reason, "provider_id": str(provider_id)})
+
+
+def _decided(rows, decisions: list[Decision], decided_at: datetime) -> list[metrics.Decided]:
+    """The batch's outcomes as /metrics counts them (decided_at: the batch's, as written)."""
+    row_by_id = {row.id: row for row in rows}
+    decided = []
+    for decision in decisions:
+        row = row_by_id[decision.request_id]
+        decided.append(metrics.Decided(row.kind, "succeeded" if decision.succeeded else "rejected",
+                                       decision.rejection.code if decision.rejection else "",
+                                       (decided_at - row.created_at).total_seconds()))
+    return decided
 
 
 # Statements are built once (composing them per call cost more CPU than running them)
@@ -448,7 +477,7 @@ def _run(conn: Connection, statement, parameters: dict) -> psycopg.Cursor:
 # --- a request that cannot be decided ----------------------------------------------
 
 OLDEST_QUEUED = text("""
-SELECT id, attempts, last_error FROM booking_requests
+SELECT id, request_id, attempts, last_error FROM booking_requests
  WHERE provider_id = :provider_id AND status = 'queued' ORDER BY seq LIMIT 1""")
 # A try counts only if the last counted one is at least :spacing seconds old (the
 # database's clock): every submit for the provider brings a message, and a burst of
@@ -465,7 +494,8 @@ FAIL_REQUEST = text("""
 UPDATE booking_requests
    SET status = 'failed', reason_code = 'internal_error',
        reason_message = 'the request could not be decided', decided_at = now()
- WHERE id = :request_id AND status = 'queued'""")
+ WHERE id = :request_id AND status = 'queued'
+RETURNING kind, extract(epoch FROM decided_at - created_at) AS seconds""")
 
 
 def _error_signature(error: Exception) -> str:
@@ -490,11 +520,12 @@ def _attempt_failed(provider_id: uuid.UUID, error: Exception) -> bool:
     if counted is None:
         return False  # too soon after the last counted try, or decided meanwhile
     limit = settings.decide_max_attempts
-    log.warning("request %s of provider %s failed to be decided (same error %s of %s times): %s: %s",
-                oldest.id, provider_id, counted.error_streak, limit, signature, error)
-    if counted.error_streak < limit and counted.attempts < 3 * limit:
-        return False
-    return _fail_request(provider_id, oldest.id)
+    with about_request(oldest.request_id):
+        log.warning("request %s of provider %s failed to be decided (same error %s of %s times): %s: %s",
+                    oldest.id, provider_id, counted.error_streak, limit, signature, error)
+        if counted.error_streak < limit and counted.attempts < 3 * limit:
+            return False
+        return _fail_request(provider_id, oldest.id)
 
 
 def _outbox_if_possible(conn: Connection, request_id: uuid.UUID) -> list[uuid.UUID]:
@@ -513,10 +544,12 @@ def _fail_request(provider_id: uuid.UUID, request_id: uuid.UUID) -> bool:
     other outcome, so that a worker still deciding it cannot also book it."""
     with get_engine().begin() as conn:
         claim_calendar(conn.execute, provider_id)
-        if conn.execute(FAIL_REQUEST, {"request_id": request_id}).rowcount != 1:
+        failed = conn.execute(FAIL_REQUEST, {"request_id": request_id}).one_or_none()
+        if failed is None:
             return False  # decided meanwhile after all
         deliveries = _outbox_if_possible(conn, request_id)
     log.error("request %s of provider %s marked failed after repeated errors", request_id, provider_id)
+    metrics.count_decisions([metrics.Decided(failed.kind, "failed", "internal_error", float(failed.seconds))])
     notify.publish_decisions([request_id])
     notify.enqueue_deliveries(deliveries)
     return True

@@ -10,19 +10,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
-from booking import notify, webhooks
+from booking import metrics, notify, webhooks
 from booking.db import new_session
-from booking.logging_setup import silence_url_loggers
+from booking.logging_setup import about_request, silence_url_loggers
 from booking.secrets import unseal
-from models import ApiKey, WebhookAttempt, WebhookDelivery
+from models import ApiKey, BookingRequest, WebhookAttempt, WebhookDelivery
 from workers.lease import Lease
 
 log = logging.getLogger(__name__)
 
-# Dramatiq gives a worker process no start-up hook but importing its modules, and every
-# worker process (decisions and webhooks queues alike) imports this one via workers.actors.
+# A dramatiq worker process has done so at process boot (booking.broker); anything else
+# that sends webhooks through this module (a script, a test) does so here.
 silence_url_loggers()
 
 
@@ -37,14 +37,24 @@ def deliver(delivery_id: uuid.UUID) -> list[float]:
     try:
         due = _load_due(delivery_id)
         if due is not None:
-            delivery, secrets = due
-            outcome = attempt(delivery, secrets)
-            delay = _record(delivery_id, outcome, delivery.next_attempt_at)
+            delivery, secrets, request_id = due
+            with about_request(request_id):  # its lines carry the booking request's X-Request-Id
+                outcome = attempt(delivery, secrets)
+                delay = _record(delivery_id, outcome, delivery.next_attempt_at)
+            metrics.count_delivery_attempt(_attempt_result(outcome, delay))
             looks += [delay] if delay is not None else []
     finally:
         if lease.release_reporting_knock():
             looks.append(0.0)
     return looks
+
+
+def _attempt_result(outcome: Outcome, next_look: float | None) -> str:
+    """The attempt as /metrics counts it, once recorded: another attempt follows
+    (retried), or the delivery is done (delivered, or failed: given up)."""
+    if next_look is not None:
+        return "retried"
+    return "delivered" if outcome.delivered else "failed"
 
 
 # Seconds the lease lasts beyond an attempt's deadline: loading the delivery before
@@ -59,15 +69,23 @@ def lease_ms() -> int:
     return int((webhooks.delivery_timeout() + LEASE_MARGIN_S) * 1000)
 
 
-def _load_due(delivery_id: uuid.UUID) -> tuple[WebhookDelivery, list[str]] | None:
+# The delivery, the database's clock, and the X-Request-Id of the request it is about.
+DUE = (select(WebhookDelivery, func.now(), BookingRequest.request_id)
+       .outerjoin(BookingRequest, BookingRequest.id == WebhookDelivery.request_id)
+       .where(WebhookDelivery.id == bindparam("delivery_id")))
+
+
+def _load_due(delivery_id: uuid.UUID) -> tuple[WebhookDelivery, list[str], str | None] | None:
+    """The delivery if it is pending and due, its signing secrets, and the X-Request-Id
+    of the booking request it is about."""
     with new_session() as session:
-        delivery = session.get(WebhookDelivery, delivery_id)
-        if delivery is None or delivery.status != "pending":
+        found = session.execute(DUE, {"delivery_id": delivery_id}).one_or_none()
+        if found is None or found[0].status != "pending":
             return None
-        now = session.scalar(select(func.now()))  # the clock next_attempt_at was set by
+        delivery, now, request_id = found  # now: the clock next_attempt_at was set by
         if delivery.next_attempt_at and delivery.next_attempt_at > now + timedelta(seconds=1):
             return None  # an early message; the scheduled one (or the sweep) will come
-        return delivery, signing_secrets(session.get(ApiKey, delivery.api_key_id))
+        return delivery, signing_secrets(session.get(ApiKey, delivery.api_key_id)), request_id
 
 
 def signing_secrets(api_key: ApiKey) -> list[str]:
@@ -117,7 +135,10 @@ def _log_attempt(delivery: WebhookDelivery, outcome: Outcome) -> None:
     # Scheme and host only: a receiver's path or query string can carry its tokens.
     log.info("webhook delivery %s (request %s) to %s: %s in %d ms", delivery.id, delivery.request_id,
              webhooks.loggable_url(delivery.url), outcome.status_code or outcome.error,
-             outcome.duration_ms)
+             outcome.duration_ms,
+             extra={"delivery_id": str(delivery.id), "booking_request_id": str(delivery.request_id or ""),
+                    "event_type": delivery.event_type, "status_code": outcome.status_code,
+                    "duration_ms": outcome.duration_ms})
 
 
 def _ms_since(began: float) -> int:

@@ -1,5 +1,51 @@
-"""GET /metrics (issue 13: being built)."""
+"""GET /metrics: what Prometheus scrapes (see booking.metrics)."""
 
+from __future__ import annotations
+
+from flask import Response, request
+from flask.views import MethodView
 from flask_smorest import Blueprint
 
-blp = Blueprint("metrics", __name__, description="Prometheus metrics.")
+from api.auth import unauthorized
+from api.limits import over_budget, spend_budget
+from api.resources.common import document_problems
+from booking import metrics
+from booking.services import keys
+from booking.services.errors import Forbidden
+
+blp = Blueprint("metrics", __name__, description="Prometheus metrics (an admin key, unless public).")
+
+
+@blp.route("/metrics")
+class Metrics(MethodView):
+    @blp.response(200, {"type": "string"}, content_type="text/plain",
+                  description="Prometheus's text exposition format")
+    @document_problems(blp, 403)
+    def get(self):
+        """Prometheus metrics of every web and worker process (an admin key, unless public).
+
+        The counters and histograms of every process, summed, and the queue gauges read
+        from PostgreSQL. Needs an admin key, unless the service runs with
+        BOOKING_METRICS_PUBLIC=1."""
+        refusal = None if metrics.metrics_public() else refuse_unless_admin()
+        if refusal is not None:
+            return refusal
+        return Response(metrics.exposition(), content_type=metrics.CONTENT_TYPE)
+
+
+def refuse_unless_admin():
+    """None for an admin key within its budget, else the problem to answer (401, 429;
+    403 for a client key). api.auth authenticates /v1 only; this path is outside it, as
+    Prometheus's default metrics path."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return unauthorized()
+    digest = keys.hash_key(token)
+    spent = spend_budget(digest)
+    api_key = keys.authenticate(digest, spent.keys_epoch if spent else None)
+    if api_key is None:
+        return unauthorized()
+    if not api_key.is_admin:
+        raise Forbidden("This needs an admin API key.")
+    return over_budget(spent)

@@ -19,9 +19,10 @@ from sqlalchemy import bindparam, func, insert, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from booking import notify, webhooks
+from booking import metrics, notify, webhooks
 from booking.config import get_settings
 from booking.db import driver_autocommit, driver_query, new_session
+from booking.logging_setup import current_request_id
 from booking.services.errors import Conflict, IfMatch, InvalidInput, NotFound, TooManyRequests
 from booking.services.pagination import decode_cursor, page
 from models import ApiKey, Booking, BookingRequest, Provider
@@ -79,10 +80,10 @@ WITH provider AS (SELECT id, timezone FROM providers WHERE id = :provider_id),
      accepted AS (
          INSERT INTO booking_requests (id, kind, provider_id, api_key_id, customer_id, service_id, start,
                                        recurrence, ttl_seconds, callback_url, status, idempotency_key,
-                                       request_fingerprint, created_at)
+                                       request_fingerprint, request_id, created_at)
          SELECT :id, :kind, provider.id, :api_key_id, :customer_id, CAST(:service_id AS uuid), :start,
                 CAST(:recurrence AS jsonb), :ttl_seconds, :callback_url, 'queued', :idempotency_key,
-                :request_fingerprint, clock_timestamp()
+                :request_fingerprint, :request_id, clock_timestamp()
          FROM provider, offer, backlog, turn WHERE offer.ok AND backlog.queued < :cap
          RETURNING seq, created_at)
 SELECT (SELECT timezone FROM provider), (SELECT live FROM service), (SELECT ok FROM offer),
@@ -122,12 +123,14 @@ def submit_for_slot(key: ApiKey, request: BookingRequest, body: dict[str, Any],
         return earlier
     request.id, request.api_key_id, request.status = uuid.uuid4(), key.id, "queued"
     request.idempotency_key, request.request_fingerprint = idempotency_key, print_
+    request.request_id = current_request_id()  # the X-Request-Id it came with, for its log lines
     provider_id = request.provider_id
     try:
         zone = _insert_create(request)
     except psycopg.errors.IntegrityError as error:
         return _raced_submission(key, idempotency_key, print_, error)
     request.provider = Provider(id=provider_id, timezone=zone)  # what presenting it needs
+    metrics.count_accepted(request.kind)
     notify.enqueue_decision(provider_id)
     return request
 
@@ -136,7 +139,7 @@ def _insert_create(request: BookingRequest) -> str:
     """Insert the queued request; the provider's time zone. 422 or 429 if refused."""
     cap = max_queued_per_client()
     columns = ("id", "kind", "provider_id", "api_key_id", "customer_id", "service_id", "start", "ttl_seconds",
-               "callback_url", "idempotency_key", "request_fingerprint")
+               "callback_url", "idempotency_key", "request_fingerprint", "request_id")
     recurrence = json.dumps(request.recurrence) if request.recurrence is not None else None
     with driver_autocommit() as conn:
         zone, service_live, offered, seq, created_at = conn.execute(*driver_query(ACCEPT_CREATE, {
@@ -188,7 +191,7 @@ def submit_change(key: ApiKey, kind: str, booking_id: uuid.UUID, start: datetime
 
 INSERTED_COLUMNS = ("id", "kind", "provider_id", "api_key_id", "booking_id", "customer_id", "service_id",
                     "start", "cancel_reason", "callback_url", "status", "idempotency_key",
-                    "request_fingerprint", "if_match_versions")
+                    "request_fingerprint", "if_match_versions", "request_id")
 
 
 def _accept(key: ApiKey, kind: str, target: uuid.UUID, body: dict[str, Any],
@@ -204,9 +207,11 @@ def _accept(key: ApiKey, kind: str, target: uuid.UUID, body: dict[str, Any],
             request.id, request.api_key_id, request.status = uuid.uuid4(), key.id, "queued"
             request.provider_id, request.booking_id = request.provider.id, request.booking.id
             request.idempotency_key, request.request_fingerprint = idempotency_key, print_
+            request.request_id = current_request_id()  # the X-Request-Id it came with
             _insert_in_acceptance_order(session, request)
     except IntegrityError as error:
         return _raced_submission(key, idempotency_key, print_, error)
+    metrics.count_accepted(request.kind)
     notify.enqueue_decision(request.provider_id)
     return request
 

@@ -89,7 +89,7 @@ def outage(own_postgres, own_web) -> Outage:
     own_postgres.start()
     after = {name: call() for name, call in calls(60).items()}
     ready_after = httpx.get(f"{base_url}/readyz")
-    serving_pids = set(re.findall(r'<(\d+)> "', "".join(server.output)))
+    serving_pids = set(re.findall(r'<(\d+)> \\?"', "".join(server.output)))
     return Outage(during, ready_during, log_during, after, ready_after, serving_pids)
 
 

@@ -360,7 +360,7 @@ class RedisRestartDrill:
         return statuses, served_by
 
     def web_pids_that_served(self, path: str) -> set[str]:
-        line = re.compile(r'<(\d+)> "GET ' + re.escape(path) + ' HTTP')
+        line = re.compile(r'<(\d+)> \\?"GET ' + re.escape(path) + ' HTTP')  # text or JSON lines
         return {match[1] for out in list(self.web.output) if (match := line.search(out))}
 
     def backlog(self) -> None:
