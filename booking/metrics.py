@@ -98,8 +98,8 @@ def count_decisions(decided: Iterable[Decided]) -> None:
     outcomes = collections.Counter()
     for decision in decided:
         outcomes[decision.kind, decision.status, decision.reason] += 1
-        # A request committed after the deciding transaction began can be in its batch,
-        # with an acceptance time after the decision's (the transaction's start).
+        # Never negative since decisions read the clock after their snapshot; clamped all
+        # the same, as a histogram cannot take a negative observation.
         DECISION_LATENCY.labels(decision.kind).observe(max(0.0, decision.seconds))
     for labels, count in outcomes.items():
         REQUESTS_DECIDED.labels(*labels).inc(count)

@@ -232,7 +232,9 @@ QUEUED_BATCH = (
            (services.c.deleted_at.is_(None)
             & exists().where(offers.c.provider_id == requests_.c.provider_id,
                              offers.c.service_id == requests_.c.service_id)).label("service_offered"),
-           func.now().label("db_now"),
+           # Read after the snapshot, so never before the acceptance of a row it sees (the
+           # transaction's now() can be: a request may commit after the transaction began).
+           func.clock_timestamp().label("db_now"),
            exists().where(or_(endpoints.c.api_key_id == requests_.c.api_key_id,
                               endpoints.c.all_clients,
                               endpoints.c.api_key_id == BOOKING_OWNER)).label("wants_events"))
