@@ -11,7 +11,7 @@ from booking.config import get_settings
 
 MAX_JSON_DEPTH = 32
 CORS_METHODS = "GET, POST, PATCH, DELETE"
-CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-Match"
+CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-Match, Prefer, X-Request-Id"
 EXPOSED_HEADERS = ("Location, ETag, Retry-After, RateLimit-Limit, RateLimit-Remaining, "
                    "RateLimit-Reset, X-Request-Id")
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"

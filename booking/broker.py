@@ -44,6 +44,9 @@ def use_client(broker: RedisBroker, client: redis.Redis) -> None:
 
 
 def make_broker() -> RedisBroker:
+    # A bad LOG_FORMAT or LOG_LEVEL fails the process here, on import: raised later, in a
+    # boot hook, dramatiq would only log it and go on in its own format.
+    logging_setup.log_format(), logging_setup.log_level()
     # No queue maintenance when enqueueing: it walks dead workers' ack sets (with a
     # KEYS scan) and could outlast a web request's bound. Consumers fetch all the time,
     # so the workers' share is plenty.

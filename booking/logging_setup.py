@@ -23,6 +23,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -147,6 +148,20 @@ def make_access_formatter(chosen: str | None = None) -> logging.Formatter:
     return AccessJsonFormatter() if (chosen or log_format()) == "json" else TextFormatter()
 
 
+QUERY_STRING = re.compile(r"\?[^\s'\"]*")
+
+
+class WithoutQueryStrings(logging.Filter):
+    """gunicorn.error quotes a malformed request line whole (`Invalid HTTP request line:
+    'GET /v1/x?token=... HTTP/1.1'`): its query string goes before the line is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = QUERY_STRING.sub("?…", message), ()
+        return True
+
+
 def gunicorn_logconfig() -> dict:
     """gunicorn's `logconfig_dict`: the master's, its workers' and the app's lines to
     stderr, the access log to stdout, each in the format LOG_FORMAT asks for."""
@@ -155,13 +170,15 @@ def gunicorn_logconfig() -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {"()": make_formatter}, "access": {"()": make_access_formatter}},
+        "filters": {"no_query_strings": {"()": WithoutQueryStrings}},
         "handlers": {
             "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
             "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
         },
         "root": {"level": level, "handlers": ["default"]},
         "loggers": {
-            "gunicorn.error": {"level": level, "handlers": ["default"], "propagate": False},
+            "gunicorn.error": {"level": level, "handlers": ["default"], "propagate": False,
+                               "filters": ["no_query_strings"]},
             "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
         },
     }

@@ -78,6 +78,13 @@ HTTP_DURATION = Histogram(
     "http_request_duration_seconds", "Time to answer an HTTP request, by route.", ["route"],
     buckets=HTTP_BUCKETS)
 
+# A labelled series exists only from its first increment, and rate() cannot count the
+# first sample of a series: a first failure would never raise an alert. The outcomes an
+# alert watches start at 0 in every process.
+for _outcome in ("delivered", "retried", "failed"):
+    WEBHOOK_DELIVERIES.labels(_outcome)
+REQUESTS_DECIDED.labels("create", "failed", "internal_error")
+
 
 # --- what the processes count ----------------------------------------------------
 

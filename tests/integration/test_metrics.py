@@ -274,7 +274,9 @@ def test_the_scrape_sums_every_process_to_what_happened(service, receivers, admi
     assert len(served) == 2, f"only gunicorn worker(s) {served} served creates in {rounds} rounds"
     assert sum(file_totals(service.metrics_dir / f"counter_{pid}.db", "http_requests_total",
                            method="POST", route=CREATE_ROUTE) for pid in served) == n_creates + 1
-    # ... the gauges read from PostgreSQL: all drained
+    # ... the gauges read from PostgreSQL: present, and all drained
+    gauges = ("booking_queue_depth", "booking_queue_oldest_age_seconds", "booking_webhook_backlog")
+    assert {s.name for s in result.samples} >= set(gauges)
     assert result.total("booking_queue_depth") == 0
     assert result.total("booking_queue_oldest_age_seconds") == 0
     assert result.total("booking_webhook_backlog") == 0

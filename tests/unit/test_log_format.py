@@ -136,3 +136,15 @@ def test_gunicorn_access_lines_are_fields_without_the_query_string():
     assert fields["msg"].startswith('10.0.0.1 <42> "GET /v1/bookings HTTP/1.1" 200')
     assert "token_secret" not in line and "bk_secret" not in line
     assert "req-7" in make_access_formatter("text").format(access_record("/v1/bookings", ""))
+
+
+def test_gunicorn_error_lines_lose_the_query_string_of_a_malformed_request_line():
+    from booking.logging_setup import WithoutQueryStrings
+
+    # what gunicorn.error writes for a request line its parser refuses
+    line = "GET /v1/bookings?token=SECRET\x01 HTTP/1.1"
+    record = logging.LogRecord("gunicorn.error", logging.WARNING, __file__, 1,
+                               "Invalid HTTP request line: %r", (line,), None)
+    assert WithoutQueryStrings().filter(record)
+    assert "SECRET" not in record.getMessage()
+    assert record.getMessage().startswith("Invalid HTTP request line: 'GET /v1/bookings?")
