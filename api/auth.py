@@ -21,6 +21,11 @@ def authenticate_request():
     whether this process's cached copy of the key may be trusted (then no query)."""
     if not request.path.startswith("/v1/") or request.routing_exception is not None:
         return None  # unknown paths and methods answer 404/405, keyed or not
+    return authenticate_bearer()
+
+
+def authenticate_bearer():
+    """The request's key as `current_key()`, or the problem to answer (401, 429)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import glob
 import logging
 import os
@@ -117,9 +118,22 @@ def count_delivery_attempt(outcome: str) -> None:
 
 
 def count_http_request(method: str, route: str, status: int, seconds: float | None) -> None:
-    HTTP_REQUESTS.labels(method, route, status).inc()
+    _http_requests(method, route, status).inc()
     if seconds is not None:
-        HTTP_DURATION.labels(route).observe(seconds)
+        _http_duration(route).observe(seconds)
+
+
+# Every request counts: the labelled child is looked up once per label set, not built
+# again each time (`labels()` checks and joins its values under a lock). The label sets
+# are bounded (methods, URL rules, statuses), so the caches are too.
+@functools.cache
+def _http_requests(method: str, route: str, status: int):
+    return HTTP_REQUESTS.labels(method, route, status)
+
+
+@functools.cache
+def _http_duration(route: str):
+    return HTTP_DURATION.labels(route)
 
 
 # --- what GET /metrics answers ----------------------------------------------------

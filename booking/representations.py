@@ -132,8 +132,9 @@ class HoldOut(Schema):
     expires_at = fields.DateTime(format="iso", metadata={
         "description": "The hold keeps its seat for requests accepted before this instant."})
     status = fields.String(metadata={"enum": ["held", "confirmed", "released", "expired"], "description": (
-        "`expired` is written within seconds of `expires_at`; the seat is free for requests accepted "
-        "after `expires_at` whatever this says.")})
+        "`expired` is written within seconds of `expires_at` (later while a request of the provider "
+        "accepted before `expires_at` is still queued: it may yet confirm the hold); the seat is free "
+        "for requests accepted after `expires_at` whatever this says.")})
     booking_id = fields.UUID(allow_none=True, metadata={
         "description": "Once confirmed: the booking it became (it keeps the hold's id)."})
     created_at = fields.DateTime(format="iso")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import unauthorized
-from api.limits import over_budget, spend_budget
+from api.auth import authenticate_bearer, current_key
 from api.resources.common import document_problems
 from booking import metrics
-from booking.services import keys
 from booking.services.errors import Forbidden
 
 blp = Blueprint("metrics", __name__, description="Prometheus metrics (an admin key, unless public).")
@@ -37,15 +35,7 @@ def refuse_unless_admin():
     """None for an admin key within its budget, else the problem to answer (401, 429;
     403 for a client key). api.auth authenticates /v1 only; this path is outside it, as
     Prometheus's default metrics path."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return unauthorized()
-    digest = keys.hash_key(token)
-    spent = spend_budget(digest)
-    api_key = keys.authenticate(digest, spent.keys_epoch if spent else None)
-    if api_key is None:
-        return unauthorized()
-    if not api_key.is_admin:
+    refusal = authenticate_bearer()
+    if refusal is None and not current_key().is_admin:
         raise Forbidden("This needs an admin API key.")
-    return over_budget(spent)
+    return refusal
