@@ -39,10 +39,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from booking.db import autocommit
+from booking.services.ops import waiting_work  # the summary's own query: one truth for both
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +173,6 @@ class SharedDirCollector:
         return MultiProcessCollector.merge(files, accumulate=True)
 
 
-# Three indexed reads in one round trip: the partial indexes on queued requests (by seq,
-# migration 0009) and on pending deliveries (migration 0002) hold only what is waiting.
-WAITING_WORK = text("""
-SELECT (SELECT count(*) FROM booking_requests WHERE status = 'queued') AS queue_depth,
-       (SELECT extract(epoch FROM now() - created_at) FROM booking_requests
-         WHERE status = 'queued' ORDER BY seq LIMIT 1) AS oldest_age,
-       (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') AS webhook_backlog
-""")
 READ_AT_MOST_EVERY_S = 1.0
 
 
@@ -221,9 +213,9 @@ class DatabaseGauges:
 
 def _read_waiting_work() -> dict[str, float]:
     with autocommit() as conn:
-        row = conn.execute(WAITING_WORK).one()
-    return {"queue_depth": row.queue_depth, "oldest_age": max(0.0, float(row.oldest_age or 0)),
-            "webhook_backlog": row.webhook_backlog}
+        waiting = waiting_work(conn)
+    return {"queue_depth": waiting["queue_depth"], "oldest_age": waiting["oldest_queued_age_seconds"] or 0.0,
+            "webhook_backlog": waiting["webhook_backlog"]}
 
 
 def _first_line(error: Exception) -> str:
