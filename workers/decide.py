@@ -183,37 +183,32 @@ def _decide_batch_once(provider_id: uuid.UUID, batch_size: int) -> int:
             deliveries = write_outbox(conn, [row.id for row in snapshot.rows])
         if decider.expired:
             deliveries += write_hold_events(conn, [hold.id for hold in decider.expired])
-    _log_decided(provider_id, snapshot.rows, decisions)
-    metrics.count_decisions(_decided(snapshot.rows, decisions, snapshot.now))
+    outcomes = _outcomes(snapshot.rows, decisions, snapshot.now)
+    _log_decided(provider_id, outcomes)
+    metrics.count_decisions(decided for _row, decided in outcomes)
     notify.publish_decisions(row.id for row in snapshot.rows)
     notify.enqueue_deliveries(deliveries)
     return len(snapshot.rows)
 
 
-def _log_decided(provider_id: uuid.UUID, rows, decisions: list[Decision]) -> None:
+def _outcomes(rows, decisions: list[Decision], decided_at: datetime) -> list[tuple]:
+    """Each queued row with its outcome as /metrics counts it (decisions come in the rows'
+    order; decided_at: the batch's, as written)."""
+    return [(row, metrics.Decided(row.kind, "succeeded" if decision.succeeded else "rejected",
+                                  decision.rejection.code if decision.rejection else "",
+                                  (decided_at - row.created_at).total_seconds()))
+            for row, decision in zip(rows, decisions, strict=True)]
+
+
+def _log_decided(provider_id: uuid.UUID, outcomes: list[tuple]) -> None:
     """One line per request decided (once committed), carrying its X-Request-Id."""
     if not log.isEnabledFor(logging.INFO):
         return
-    row_by_id = {row.id: row for row in rows}
-    for decision in decisions:
-        row = row_by_id[decision.request_id]
-        status, reason = ("succeeded", None) if decision.rejection is None else ("rejected",
-                                                                                decision.rejection.code)
-        log.info("request %s (%s) %s%s", row.id, row.kind, status, f": {reason}" if reason else "",
+    for row, decided in outcomes:
+        reason = decided.reason or None
+        log.info("request %s (%s) %s%s", row.id, row.kind, decided.status, f": {reason}" if reason else "",
                  extra={"request_id": row.request_id, "booking_request_id": str(row.id), "kind": row.kind,
-                        "status": status, "reason": reason, "provider_id": str(provider_id)})
-
-
-def _decided(rows, decisions: list[Decision], decided_at: datetime) -> list[metrics.Decided]:
-    """The batch's outcomes as /metrics counts them (decided_at: the batch's, as written)."""
-    row_by_id = {row.id: row for row in rows}
-    decided = []
-    for decision in decisions:
-        row = row_by_id[decision.request_id]
-        decided.append(metrics.Decided(row.kind, "succeeded" if decision.succeeded else "rejected",
-                                       decision.rejection.code if decision.rejection else "",
-                                       (decided_at - row.created_at).total_seconds()))
-    return decided
+                        "status": decided.status, "reason": reason, "provider_id": str(provider_id)})
 
 
 # Statements are built once (composing them per call cost more CPU than running them)
