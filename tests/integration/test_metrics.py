@@ -336,3 +336,8 @@ def test_public_metrics_of_a_single_process_without_a_multiprocess_dir(stack, db
     assert result.total("http_requests_total", method="GET", route="/healthz", status="200") == 1
     assert result.total("booking_queue_depth") == 0
     assert "process_cpu_seconds_total" in result.names()  # this process's own, as no directory is shared
+    # what alerts watch is there at 0 before anything happened: rate() never counts a first sample
+    zeros = {(s.name, s.labels.get("outcome"), s.labels.get("status"))
+             for s in result.samples if s.value == 0}
+    assert ("booking_webhook_deliveries_total", "failed", None) in zeros
+    assert ("booking_requests_decided_total", None, "failed") in zeros
