@@ -119,10 +119,12 @@ def test_cors_answers_listed_origins_only_and_never_with_credentials(strict_http
 
     assert listed.status_code == 204
     assert listed.headers["Access-Control-Allow-Origin"] == "https://portal.example"
-    assert "Authorization" in listed.headers["Access-Control-Allow-Headers"]
+    allowed = {h.strip() for h in listed.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"Authorization", "Idempotency-Key", "Prefer", "X-Request-Id"} <= allowed
     assert "Access-Control-Allow-Origin" not in unlisted.headers
     assert actual.headers["Access-Control-Allow-Origin"] == "https://portal.example"
-    assert "RateLimit-Remaining" in actual.headers["Access-Control-Expose-Headers"]
+    assert {"RateLimit-Remaining", "X-Request-Id"} <= {
+        h.strip() for h in actual.headers["Access-Control-Expose-Headers"].split(",")}
     assert all("Access-Control-Allow-Credentials" not in r.headers for r in (listed, actual))
 
 
